@@ -1,0 +1,174 @@
+"""Every SQL statement on ``job`` and ``job_archive``, with the row effects of POLYGLOT.md §5.
+
+Statements are composed once per schema (identifiers quoted with ``psycopg.sql``) and executed on a
+pooled connection, or on the caller's own connection for transactional enqueue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+
+from queuer.model import JOB_COLUMNS
+
+NOW_UTC = "(now() AT TIME ZONE 'UTC')"
+_COLS = ", ".join(JOB_COLUMNS)
+_J_COLS = ", ".join(f"j.{c}" for c in JOB_COLUMNS)
+
+_INSERT = f"""
+INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
+                    schedule_count, created_at, updated_at)
+VALUES (%s, %s::jsonb, %s, %s::jsonb, %s::jsonb, %s, %s, %s, {NOW_UTC}, {NOW_UTC})
+RETURNING {_COLS}
+"""
+
+# One statement claims up to %(limit)s due jobs this worker can run, oldest first (§5.3).
+_CLAIM = f"""
+WITH picked AS (
+    SELECT id FROM {{job}}
+    WHERE (status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_at <= {NOW_UTC}))
+      AND task_name = ANY(%(tasks)s::text[])
+      AND (COALESCE(options -> 'schedule' ->> 'next_interval', '') = ''
+           OR options -> 'schedule' ->> 'next_interval' = ANY(%(intervals)s::text[]))
+    ORDER BY created_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {{job}} AS j
+SET worker_id = %(worker_id)s, worker_rid = %(worker_rid)s, status = 'RUNNING',
+    started_at = {NOW_UTC}, schedule_count = j.schedule_count + 1, attempts = j.attempts + 1,
+    updated_at = {NOW_UTC}
+FROM picked WHERE j.id = picked.id
+RETURNING {_J_COLS}
+"""
+
+# Moves finished jobs to the archive in one statement; guarded by the claim that holds each job
+# (worker and attempt), so a job rescued from this worker is left alone (§5.6, §8 item 8).
+_FINISH = f"""
+WITH done AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(statuses)s::text[],
+                         %(results)s::text[], %(results_encrypted)s::bytea[], %(errors)s::text[])
+        AS d(id, attempts, status, results, results_encrypted, error)
+), moved AS (
+    DELETE FROM {{job}} AS j USING done AS d
+    WHERE j.id = d.id AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = d.attempts
+    RETURNING j.*, d.status AS new_status, d.results AS new_results,
+              d.results_encrypted AS new_results_encrypted, d.error AS new_error
+)
+INSERT INTO {{job_archive}} ({_COLS})
+SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameters_encrypted,
+       parameters_keyed, parameters_keyed_encrypted, new_status, scheduled_at, started_at,
+       schedule_count, attempts, new_results::jsonb, new_results_encrypted, new_error, created_at, {NOW_UTC}
+FROM moved
+RETURNING {_COLS}
+"""
+
+# Puts jobs back in the queue (retry with a delay, or released at shutdown); same row and rid (§5.7).
+_REQUEUE = f"""
+UPDATE {{job}} AS j
+SET status = CASE WHEN d.due > {NOW_UTC} THEN 'SCHEDULED' ELSE 'QUEUED' END,
+    scheduled_at = CASE WHEN d.due > {NOW_UTC} THEN d.due ELSE j.scheduled_at END
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(due)s::timestamp[]) AS d(id, attempts, due)
+WHERE j.id = d.id AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = d.attempts
+RETURNING j.id
+"""
+
+# Cancel: the archive move with status CANCELLED, results and error copied from the row (§5.8).
+_CANCEL = f"""
+WITH moved AS (
+    DELETE FROM {{job}} WHERE rid = %s AND status IN ('QUEUED', 'SCHEDULED', 'RUNNING') RETURNING *
+)
+INSERT INTO {{job_archive}} ({_COLS})
+SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameters_encrypted,
+       parameters_keyed, parameters_keyed_encrypted, 'CANCELLED', scheduled_at, started_at,
+       schedule_count, attempts, results, results_encrypted, error, created_at, {NOW_UTC}
+FROM moved
+RETURNING {_COLS}
+"""
+
+_SELECT_ONE = f"SELECT {_COLS} FROM {{table}} WHERE rid = %s LIMIT 1"
+
+# Newest first; the cursor is the (created_at, id) of the row with id last_id, so rows that share a
+# created_at (every batch) are neither skipped nor repeated (fixes §8 item 15).
+_SELECT_PAGE = f"""
+SELECT {_COLS} FROM {{table}}
+WHERE {{filter}} AND (%(last_id)s = 0 OR (created_at, id) <
+      (SELECT created_at, id FROM {{table}} WHERE id = %(last_id)s LIMIT 1))
+ORDER BY created_at DESC, id DESC
+LIMIT %(entries)s
+"""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The values of one job insert, already validated and encoded."""
+
+    rid: UUID
+    options_json: str
+    task_name: str
+    parameters_json: str
+    parameters_keyed_json: str
+    status: str
+    scheduled_at: Any
+    schedule_count: int = 0
+
+    def params(self) -> tuple[Any, ...]:
+        return (
+            self.rid, self.options_json, self.task_name, self.parameters_json,
+            self.parameters_keyed_json, self.status, self.scheduled_at, self.schedule_count,
+        )
+
+
+# Columns written by the COPY of add_jobs, in this order.
+COPY_COLUMNS = (
+    "rid", "options", "task_name", "parameters", "parameters_keyed", "status", "scheduled_at",
+    "schedule_count", "created_at", "updated_at",
+)
+COPY_TYPES = ("uuid", "jsonb", "varchar", "jsonb", "jsonb", "varchar", "timestamp", "int4",
+              "timestamp", "timestamp")
+
+
+class JobTable:
+    """Composed statements for one schema."""
+
+    def __init__(self, schema: str) -> None:
+        names = {"job": sql.Identifier(schema, "job"), "job_archive": sql.Identifier(schema, "job_archive")}
+
+        def compose(template: str, **extra: sql.Composable) -> str:
+            return sql.SQL(template).format(**names, **extra).as_string(None)
+
+        self.insert = compose(_INSERT)
+        self.claim = compose(_CLAIM)
+        self.finish = compose(_FINISH)
+        self.requeue = compose(_REQUEUE)
+        self.cancel = compose(_CANCEL)
+        self.select_job = compose(_SELECT_ONE, table=names["job"])
+        self.select_ended = compose(_SELECT_ONE, table=names["job_archive"])
+        self.page_jobs = compose(_SELECT_PAGE, table=names["job"], filter=sql.SQL("TRUE"))
+        self.page_ended = compose(_SELECT_PAGE, table=names["job_archive"], filter=sql.SQL("TRUE"))
+        self.page_by_worker = compose(
+            _SELECT_PAGE, table=names["job"], filter=sql.SQL("worker_rid = %(worker_rid)s")
+        )
+        self.copy = compose(
+            "COPY {job} ({cols}) FROM STDIN (FORMAT BINARY)",
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in COPY_COLUMNS),
+        )
+        self.running_of_worker = compose(
+            "SELECT id, rid FROM {job} WHERE worker_id = %s AND status = 'RUNNING'"
+        )
+
+
+def finish_params(
+    worker_id: int,
+    rows: Sequence[tuple[int, int, str, str, bytes, str]],
+) -> dict[str, Any]:
+    """Columnar parameters of ``JobTable.finish`` from (id, attempts, status, results, enc, error)."""
+    ids, attempts, statuses, results, encrypted, errors = (list(col) for col in zip(*rows, strict=True))
+    return {
+        "worker_id": worker_id, "ids": ids, "attempts": attempts, "statuses": statuses,
+        "results": results, "results_encrypted": encrypted, "errors": errors,
+    }

@@ -1,0 +1,110 @@
+"""The dedicated LISTEN connection: channels ``job`` and ``job_archive`` (POLYGLOT.md §2).
+
+It reconnects with backoff when the connection dies, notices a silently dead connection with TCP
+keepalives and a periodic ``SELECT 1``, and reports every (re)connect so the caller can claim at once
+and re-check what it waits for (notifications sent while disconnected are gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+import psycopg
+
+from queuer.model import JobEvent, JobStatus
+
+from .config import DatabaseConfiguration
+
+log = logging.getLogger("queuer.listener")
+
+CHANNELS = ("job", "job_archive")
+
+
+def parse_payload(channel: str, payload: str) -> JobEvent | None:
+    """Decode the trigger's JSON (any spacing or key order; unknown keys ignored)."""
+    try:
+        data = json.loads(payload)
+        return JobEvent(
+            id=int(data.get("id") or 0),
+            rid=UUID(str(data["rid"])),
+            status=JobStatus(data["status"]),
+            channel=channel,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.debug("ignoring undecodable notification on %s: %r", channel, payload)
+        return None
+
+
+class Listener:
+    """Runs until cancelled; calls ``on_event`` per notification and ``on_connect`` per (re)connect."""
+
+    def __init__(
+        self,
+        config: DatabaseConfiguration,
+        on_event: Callable[[JobEvent], None],
+        on_connect: Callable[[], Awaitable[None]],
+        check_interval: float = 30.0,
+    ) -> None:
+        self._config = config
+        self._on_event = on_event
+        self._on_connect = on_connect
+        self._check_interval = check_interval
+        self.connected = asyncio.Event()
+        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+
+    async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        conninfo = self._config.listen_dsn or self._config.conninfo()
+        conn = await psycopg.AsyncConnection.connect(
+            conninfo,
+            autocommit=True,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            **self._config.connect_kwargs(),
+        )
+        for channel in CHANNELS:
+            await conn.execute(f"LISTEN {channel}")
+        return conn
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                self._conn = await self._connect()
+            except (psycopg.OperationalError, OSError) as exc:
+                log.warning("listener cannot connect (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.1
+            self.connected.set()
+            try:
+                await self._on_connect()
+                await self._consume(self._conn)
+            except (psycopg.OperationalError, OSError) as exc:
+                log.warning("listener connection lost (%s); reconnecting", exc)
+            finally:
+                self.connected.clear()
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    await _close_quietly(conn)
+
+    async def _consume(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        while True:
+            async for notify in conn.notifies(timeout=self._check_interval):
+                event = parse_payload(notify.channel, notify.payload)
+                if event is not None:
+                    self._on_event(event)
+            await conn.execute("SELECT 1")  # quiet for a while: prove the connection is alive
+
+
+async def _close_quietly(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    try:
+        await conn.close()
+    except Exception:  # closing a broken connection must not hide the reason we close it
+        log.debug("error closing listener connection", exc_info=True)

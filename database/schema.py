@@ -1,0 +1,132 @@
+"""Installs the schema of POLYGLOT.md §1-2: idempotent, safe when several processes start at once."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+import psycopg
+from psycopg import sql
+
+from queuer.model import ConfigurationError
+from queuer.sql import load
+
+from .config import DatabaseConfiguration
+
+log = logging.getLogger("queuer.schema")
+
+# One advisory lock key for every installer, so concurrent starts do not race on CREATE ... IF NOT EXISTS.
+SCHEMA_LOCK_KEY = zlib.crc32(b"queuer-schema-install")
+TABLES = ("job", "job_archive", "worker", "master")
+
+# True when the session's time zone shows UTC wall-clock time both in winter and in summer.
+_IS_UTC = """
+SELECT (timestamptz '2024-01-15 12:00:00+00' AT TIME ZONE current_setting('TimeZone')) = timestamp '2024-01-15 12:00:00'
+   AND (timestamptz '2024-07-15 12:00:00+00' AT TIME ZONE current_setting('TimeZone')) = timestamp '2024-07-15 12:00:00',
+       current_setting('TimeZone')
+"""
+
+
+async def _existing_tables(conn: psycopg.AsyncConnection[tuple[object, ...]], schema: str) -> set[str]:
+    cur = await conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name = ANY(%s)",
+        (schema, list(TABLES)),
+    )
+    return {str(row[0]) for row in await cur.fetchall()}
+
+
+async def _check_time_zone(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    """Warn when the database default zone is not UTC: Go workers then misjudge heartbeats (§1.9)."""
+    cur = await conn.execute(_IS_UTC)
+    row = await cur.fetchone()
+    if row is not None and not row[0]:
+        log.warning(
+            "database default TimeZone is %r, not UTC: Go workers sharing this database will mark live "
+            "workers stale (POLYGLOT §1.9). queuer pins its own sessions to UTC. Fix with "
+            "ALTER DATABASE ... SET TimeZone = 'UTC'.",
+            row[1],
+        )
+
+
+async def _install_timescale(conn: psycopg.AsyncConnection[tuple[object, ...]], schema: str) -> str | None:
+    cur = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    if await cur.fetchone() is None:
+        log.warning("with_timescale is on but the timescaledb extension is not available: plain archive")
+        return None
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb CASCADE")
+    cur = await conn.execute(
+        "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_schema = %s "
+        "AND hypertable_name = 'job_archive'",
+        (schema,),
+    )
+    if await cur.fetchone() is not None:
+        return None
+    archive = sql.Identifier(schema, "job_archive")
+    cur = await conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(archive))
+    row = await cur.fetchone()
+    if row is not None and row[0]:
+        raise ConfigurationError(
+            "with_timescale is on but job_archive is a plain table with rows; TimescaleDB can convert "
+            "only an empty table (a Go process would panic here). Empty it or turn the flag off."
+        )
+    await conn.execute(
+        "SELECT create_hypertable(%s::regclass, by_range('updated_at'), if_not_exists => TRUE)",
+        (f"{schema}.job_archive",),
+    )
+    return "job_archive converted to a TimescaleDB hypertable"
+
+
+async def install_schema(config: DatabaseConfiguration) -> list[str]:
+    """Create what is missing and return a line per action (empty when nothing changed).
+
+    Uses its own short connection, because it must see the database's default time zone.
+    """
+    actions: list[str] = []
+    conn = await psycopg.AsyncConnection.connect(
+        config.conninfo(),
+        application_name="queuer",
+        options=f"-c search_path={config.schema}",
+        autocommit=True,
+    )
+    try:
+        await _check_time_zone(conn)
+        await conn.execute("SET TimeZone = 'UTC'")
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            if config.with_table_drop:
+                for table in TABLES:
+                    await conn.execute(
+                        sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(config.schema, table))
+                    )
+                actions.append("dropped tables " + ", ".join(TABLES) + " (with_table_drop)")
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(config.schema))
+            )
+            before = await _existing_tables(conn, config.schema)
+            await conn.execute(load("schema_v1"), prepare=False)
+            created = [t for t in TABLES if t not in before]
+            if created:
+                actions.append("created tables " + ", ".join(created))
+            cur = await conn.execute("SELECT 1 FROM pg_proc WHERE proname = 'notify_event'")
+            if await cur.fetchone() is None:
+                await conn.execute(load("notify_event"), prepare=False)
+                actions.append("created function notify_event()")
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                "AND t.tgname IN ('job_notify_event', 'job_archive_notify_event')",
+                (config.schema,),
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] < 2:
+                await conn.execute(load("notify_triggers"), prepare=False)
+                actions.append("created triggers job_notify_event, job_archive_notify_event")
+            if config.with_timescale:
+                done = await _install_timescale(conn, config.schema)
+                if done:
+                    actions.append(done)
+    finally:
+        await conn.close()
+    for action in actions:
+        log.info("schema %s: %s", config.schema, action)
+    return actions

@@ -1,0 +1,168 @@
+"""Runs the statements of the table modules on the pool and turns rows into model records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+
+from queuer.model import DecryptionError, Job, JobNotFoundError, Worker, WorkerNotFoundError
+from queuer.model.jsoncodec import naive_utc
+
+from .config import DatabaseConfiguration
+from .job_table import JobTable, NewJob, finish_params
+from .pool import PoolType, make_pool
+from .worker_table import WorkerTable
+
+_ENCRYPTED = (
+    ("parameters", "parameters_encrypted"),
+    ("parameters_keyed", "parameters_keyed_encrypted"),
+    ("results", "results_encrypted"),
+)
+
+
+class Codec(Protocol):
+    """Encrypts and decrypts column values (see ``queuer.database.encryption``)."""
+
+    def encrypt(self, text: str) -> bytes: ...
+    def decrypt(self, data: bytes) -> str: ...
+
+
+class Store:
+    """Pool plus composed statements of one schema."""
+
+    def __init__(self, config: DatabaseConfiguration, pool_size: int, codec: Codec | None = None) -> None:
+        self.config = config
+        self.pool: PoolType = make_pool(config, pool_size)
+        self.jobs = JobTable(config.schema)
+        self.workers = WorkerTable(config.schema)
+        self.codec = codec
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- decoding -------------------------------------------------------------------------------
+    def job_from_row(self, row: Mapping[str, Any]) -> Job:
+        """A Job from a full row; non-empty ``*_encrypted`` columns win over the plain ones (§6)."""
+        values = dict(row)
+        for plain, encrypted in _ENCRYPTED:
+            data = values.get(encrypted)
+            if data:
+                if self.codec is None:
+                    raise DecryptionError(f"job {values['rid']}: column {encrypted} is encrypted; no key given")
+                values[plain] = json.loads(self.codec.decrypt(bytes(data)))
+        return Job.from_row(values)
+
+    # -- jobs -----------------------------------------------------------------------------------
+    async def insert_job(self, new: NewJob, conn: AsyncConnection[Any] | None = None) -> Job:
+        if conn is not None:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(self.jobs.insert, new.params())
+                row = await cur.fetchone()
+        else:
+            async with self.pool.connection() as pooled:
+                cur = await pooled.execute(self.jobs.insert, new.params())
+                row = await cur.fetchone()
+        assert row is not None
+        return self.job_from_row(row)
+
+    async def claim(
+        self, worker_id: int, worker_rid: UUID, tasks: list[str], intervals: list[str], limit: int
+    ) -> list[Job]:
+        params = {
+            "worker_id": worker_id, "worker_rid": worker_rid, "tasks": tasks,
+            "intervals": intervals, "limit": limit,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.jobs.claim, params)
+            rows = await cur.fetchall()
+        jobs = [self.job_from_row(r) for r in rows]
+        jobs.sort(key=lambda j: (j.created_at or datetime.min, j.id))
+        return jobs
+
+    async def complete(
+        self,
+        worker_id: int,
+        finished: Sequence[tuple[int, int, str, str, bytes, str]],
+        requeued: Sequence[tuple[int, int, datetime]],
+        extra: Sequence[NewJob] = (),
+    ) -> list[Job]:
+        """One transaction: archive the finished, requeue the retried, insert follow-up jobs."""
+        archived: list[Job] = []
+        async with self.pool.connection() as conn, conn.transaction():
+            if finished:
+                cur = await conn.execute(self.jobs.finish, finish_params(worker_id, finished))
+                archived = [self.job_from_row(r) for r in await cur.fetchall()]
+            if requeued:
+                ids, attempts, due = (list(c) for c in zip(*requeued, strict=True))
+                await conn.execute(
+                    self.jobs.requeue,
+                    {"worker_id": worker_id, "ids": ids, "attempts": attempts,
+                     "due": [naive_utc(d) for d in due]},
+                )
+            for new in extra:
+                await conn.execute(self.jobs.insert, new.params())
+        return archived
+
+    async def cancel(self, rid: UUID) -> Job | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.jobs.cancel, (rid,))
+            row = await cur.fetchone()
+        return self.job_from_row(row) if row else None
+
+    async def get_job(self, rid: UUID, ended: bool) -> Job:
+        query = self.jobs.select_ended if ended else self.jobs.select_job
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, (rid,))
+            row = await cur.fetchone()
+        if row is None:
+            where = "job_archive" if ended else "job"
+            raise JobNotFoundError(f"no job with rid {rid} in {where}")
+        return self.job_from_row(row)
+
+    async def find_ended(self, rids: Sequence[UUID]) -> set[UUID]:
+        """Which of ``rids`` are in the archive (used after a listener reconnect)."""
+        if not rids:
+            return set()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                self.jobs.select_ended.replace("WHERE rid = %s LIMIT 1", "WHERE rid = ANY(%s)"),
+                (list(rids),),
+            )
+            return {row["rid"] for row in await cur.fetchall()}
+
+    async def page(self, query: str, last_id: int, entries: int, **extra: Any) -> list[Job]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, {"last_id": last_id, "entries": entries, **extra})
+            return [self.job_from_row(r) for r in await cur.fetchall()]
+
+    # -- workers --------------------------------------------------------------------------------
+    async def insert_worker(
+        self, name: str, options_json: str | None, max_concurrency: int, tasks: list[str], intervals: list[str]
+    ) -> Worker:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.workers.insert, (name, options_json, max_concurrency, tasks, intervals))
+            row = await cur.fetchone()
+        assert row is not None
+        return Worker.from_row(row)
+
+    async def execute(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[DictRow]:
+        """Run one statement on a pooled connection and return its rows (empty when none)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall() if cur.description else []
+
+    async def get_worker(self, rid: UUID) -> Worker:
+        rows = await self.execute(self.workers.select, (rid,))
+        if not rows:
+            raise WorkerNotFoundError(f"no worker with rid {rid}")
+        return Worker.from_row(rows[0])
+

@@ -1,0 +1,48 @@
+"""Every SQL statement on ``worker`` (POLYGLOT.md §1.3, §5.9)."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+_COLS = ("id, rid, name, options, available_tasks, available_next_interval, max_concurrency, status, "
+         "created_at, updated_at")
+NOW_UTC = "(now() AT TIME ZONE 'UTC')"
+
+
+class WorkerTable:
+    """Composed statements for one schema."""
+
+    def __init__(self, schema: str) -> None:
+        worker = sql.Identifier(schema, "worker")
+
+        def compose(template: str) -> str:
+            return sql.SQL(template).format(worker=worker).as_string(None)
+
+        self.insert = compose(
+            f"INSERT INTO {{worker}} (name, options, max_concurrency, available_tasks, "
+            f"available_next_interval, status, created_at, updated_at) "
+            f"VALUES (%s, %s::jsonb, %s, %s::varchar[], %s::varchar[], 'READY', {NOW_UTC}, {NOW_UTC}) "
+            f"RETURNING {_COLS}"
+        )
+        self.update_capabilities = compose(
+            f"UPDATE {{worker}} SET available_tasks = %s::varchar[], available_next_interval = %s::varchar[], "
+            f"updated_at = {NOW_UTC} WHERE id = %s"
+        )
+        self.set_status = compose(
+            f"UPDATE {{worker}} SET status = %s, updated_at = {NOW_UTC} WHERE id = %s RETURNING {_COLS}"
+        )
+        # The heartbeat never overwrites a STOPPED/STOPPING written by someone else (§5.9, §8 item 17).
+        self.heartbeat = compose(
+            f"UPDATE {{worker}} SET updated_at = {NOW_UTC}, "
+            f"status = CASE WHEN status IN ('STOPPED', 'STOPPING') THEN status ELSE 'RUNNING' END "
+            f"WHERE id = %s RETURNING status, max_concurrency"
+        )
+        self.select = compose(f"SELECT {_COLS} FROM {{worker}} WHERE rid = %s")
+        self.page = compose(
+            f"SELECT {_COLS} FROM {{worker}} WHERE (%(last_id)s = 0 OR (created_at, id) < "
+            f"(SELECT created_at, id FROM {{worker}} WHERE id = %(last_id)s)) "
+            f"ORDER BY created_at DESC, id DESC LIMIT %(entries)s"
+        )
+        self.task_known = compose(
+            "SELECT EXISTS (SELECT 1 FROM {worker} WHERE %s = ANY(available_tasks))"
+        )

@@ -1,0 +1,49 @@
+"""Records of queuer and their Go-compatible JSON encoding. No I/O happens here."""
+
+from .errors import (
+    ConfigurationError,
+    DecryptionError,
+    DuplicateTaskError,
+    JobNotFoundError,
+    NotSerializableError,
+    QueuerError,
+    QueuerStateError,
+    UnknownTaskError,
+    ValidationError,
+    WaitTimeoutError,
+    WorkerNotFoundError,
+)
+from .job import ENDED_STATUSES, JOB_COLUMNS, BatchJob, Job, JobEvent, JobStatus, results_of, uuid7
+from .options import OnError, Options, RetryBackoff, Schedule, validate_name
+from .worker import Master, MasterSettings, Worker, WorkerStatus
+
+__all__ = [
+    "ENDED_STATUSES",
+    "JOB_COLUMNS",
+    "BatchJob",
+    "ConfigurationError",
+    "DecryptionError",
+    "DuplicateTaskError",
+    "Job",
+    "JobEvent",
+    "JobNotFoundError",
+    "JobStatus",
+    "Master",
+    "MasterSettings",
+    "NotSerializableError",
+    "OnError",
+    "Options",
+    "QueuerError",
+    "QueuerStateError",
+    "RetryBackoff",
+    "Schedule",
+    "UnknownTaskError",
+    "ValidationError",
+    "WaitTimeoutError",
+    "Worker",
+    "WorkerNotFoundError",
+    "WorkerStatus",
+    "results_of",
+    "uuid7",
+    "validate_name",
+]

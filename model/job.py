@@ -1,0 +1,132 @@
+"""The job record as stored in ``job`` and ``job_archive``, and what a batch item holds."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from .options import Options
+
+
+class JobStatus(StrEnum):
+    """Job statuses, exactly the contract's strings (§5.1)."""
+
+    QUEUED = "QUEUED"
+    SCHEDULED = "SCHEDULED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+ENDED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# The columns of job and job_archive in table order; every SELECT of a job lists exactly these.
+JOB_COLUMNS: tuple[str, ...] = (
+    "id", "rid", "worker_id", "worker_rid", "options", "task_name", "parameters",
+    "parameters_encrypted", "parameters_keyed", "parameters_keyed_encrypted", "status",
+    "scheduled_at", "started_at", "schedule_count", "attempts", "results", "results_encrypted",
+    "error", "created_at", "updated_at",
+)
+
+
+def utc_or_none(value: datetime | None) -> datetime | None:
+    """A TIMESTAMP column as an aware UTC datetime; Go's year-1 "zero time" reads as None."""
+    if value is None or value.year <= 1:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class Job:
+    """One job. ``results`` is None for failed jobs (as Go writes them)."""
+
+    id: int
+    rid: UUID
+    task_name: str
+    status: JobStatus
+    parameters: list[Any] = field(default_factory=list)
+    parameters_keyed: dict[str, Any] = field(default_factory=dict)
+    options: Options | None = None
+    worker_id: int = 0
+    worker_rid: UUID | None = None
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    schedule_count: int = 0
+    attempts: int = 0
+    results: list[Any] | None = field(default_factory=list)
+    error: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """Build from a dict row of ``JOB_COLUMNS`` with encrypted columns already decoded."""
+        parameters = row["parameters"]
+        keyed = row["parameters_keyed"]
+        return cls(
+            id=row["id"],
+            rid=row["rid"],
+            task_name=row["task_name"] or "",
+            status=JobStatus(row["status"]),
+            parameters=list(parameters) if isinstance(parameters, list) else [],
+            parameters_keyed=dict(keyed) if isinstance(keyed, dict) else {},
+            options=Options.from_json(row["options"]),
+            worker_id=row["worker_id"] or 0,
+            worker_rid=row["worker_rid"],
+            scheduled_at=utc_or_none(row["scheduled_at"]),
+            started_at=utc_or_none(row["started_at"]),
+            schedule_count=row["schedule_count"] or 0,
+            attempts=row["attempts"] or 0,
+            results=row["results"] if isinstance(row["results"], list) else None,
+            error=row["error"] or "",
+            created_at=utc_or_none(row["created_at"]),
+            updated_at=utc_or_none(row["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """What a notification on channel ``job`` or ``job_archive`` carries (contract §2.1)."""
+
+    id: int
+    rid: UUID
+    status: JobStatus
+    channel: str
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One item of ``add_jobs``: a task (callable or name), its arguments and optional options."""
+
+    task: Any
+    parameters: Sequence[Any] = ()
+    parameters_keyed: Mapping[str, Any] = field(default_factory=dict)
+    options: Options | None = None
+
+
+def results_of(value: Any) -> list[Any]:
+    """Map a task's return value to the results array: None -> [], tuple -> items, else [value]."""
+    if value is None:
+        return []
+    if isinstance(value, tuple):
+        return list(value)
+    return [value]
+
+
+def uuid7() -> UUID:
+    """A time-ordered UUID (RFC 9562 version 7): keeps the rid index compact for bulk inserts."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= (rand >> 64 & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return UUID(int=value)

@@ -1,0 +1,204 @@
+"""Job options: error handling and schedules, encoded exactly as the Go library reads them (§4.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from .errors import ValidationError
+from .jsoncodec import (
+    as_utc,
+    duration_to_nanos,
+    nanos_to_duration,
+    require_int,
+    require_seconds,
+    rfc3339_to_time,
+    time_to_rfc3339,
+)
+
+MAX_NAME_LENGTH = 100
+
+
+def validate_name(kind: str, name: Any) -> str:
+    """Task, worker and next-interval names: 1 to 100 characters (``VARCHAR(100)`` and Go's rule)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"{kind} name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(f"{kind} name is {len(name)} characters; at most {MAX_NAME_LENGTH} allowed")
+    return name
+
+
+class RetryBackoff(StrEnum):
+    """How the delay grows between retries; the values are the contract's strings."""
+
+    NONE = "none"
+    LINEAR = "linear"
+    EXPONENTIAL = "exponential"
+
+
+@dataclass(frozen=True)
+class OnError:
+    """What to do when a run fails or takes too long.
+
+    ``timeout`` and ``retry_delay`` are seconds (0 = no timeout / no delay). A job runs at most
+    ``1 + max_retries`` times. The delay before retry k (1-based) is ``retry_delay`` for NONE,
+    ``k * retry_delay`` for LINEAR and ``2**(k-1) * retry_delay`` for EXPONENTIAL.
+    """
+
+    timeout: float = 0.0
+    max_retries: int = 0
+    retry_delay: float = 0.0
+    retry_backoff: RetryBackoff = RetryBackoff.NONE
+
+    def __post_init__(self) -> None:
+        require_seconds("on_error.timeout", self.timeout)
+        require_int("on_error.max_retries", self.max_retries, minimum=0)
+        require_seconds("on_error.retry_delay", self.retry_delay)
+        try:
+            object.__setattr__(self, "retry_backoff", RetryBackoff(self.retry_backoff))
+        except ValueError as exc:
+            allowed = ", ".join(b.value for b in RetryBackoff)
+            raise ValidationError(f"on_error.retry_backoff must be one of {allowed}") from exc
+
+    def delay_before_retry(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        if self.retry_backoff is RetryBackoff.LINEAR:
+            return retry * self.retry_delay
+        if self.retry_backoff is RetryBackoff.EXPONENTIAL:
+            return float(2 ** (retry - 1)) * self.retry_delay
+        return self.retry_delay
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "retry_delay": self.retry_delay,
+            "retry_backoff": self.retry_backoff.value,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> OnError | None:
+        """Read what Go or Python wrote; an unknown backoff string (Go: one retry) reads as NONE."""
+        if not isinstance(data, dict):
+            return None
+        backoff = data.get("retry_backoff") or "none"
+        if backoff not in {b.value for b in RetryBackoff}:
+            backoff = "none"
+        return cls(
+            timeout=float(data.get("timeout") or 0),
+            max_retries=int(data.get("max_retries") or 0),
+            retry_delay=float(data.get("retry_delay") or 0),
+            retry_backoff=RetryBackoff(backoff),
+        )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Delayed and recurring execution.
+
+    ``start`` is when the first occurrence is due (naive datetimes are UTC). ``max_count`` is the
+    number of occurrences (0 = unlimited, see the README for how a Go worker treats that); more than
+    one needs ``interval`` or ``next_interval`` (the name of a registered next-interval function).
+    """
+
+    start: datetime
+    max_count: int = 1
+    interval: timedelta = timedelta(0)
+    next_interval: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.start, datetime):
+            raise ValidationError("schedule.start must be a datetime")
+        object.__setattr__(self, "start", as_utc(self.start))
+        require_int("schedule.max_count", self.max_count, minimum=0)
+        if not isinstance(self.interval, timedelta) or self.interval < timedelta(0):
+            raise ValidationError("schedule.interval must be a timedelta >= 0")
+        if self.next_interval is not None:
+            validate_name("next_interval", self.next_interval)
+        if self.max_count > 1 and self.interval <= timedelta(0) and not self.next_interval:
+            raise ValidationError("schedule with max_count > 1 needs an interval > 0 or a next_interval")
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "start": time_to_rfc3339(self.start),
+            "max_count": self.max_count,
+            "interval": duration_to_nanos(self.interval),
+        }
+        if self.next_interval:
+            data["next_interval"] = self.next_interval
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Schedule | None:
+        if not isinstance(data, dict) or not data.get("start"):
+            return None
+        start = rfc3339_to_time(str(data["start"]))
+        if start.year <= 1:
+            return None
+        return cls(
+            start=start,
+            max_count=int(data.get("max_count") or 0),
+            interval=nanos_to_duration(int(data.get("interval") or 0)),
+            next_interval=data.get("next_interval") or None,
+        )
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-job options. Unknown keys that another writer stored are kept in ``extra`` and written back."""
+
+    on_error: OnError | None = None
+    schedule: Schedule | None = None
+    metadata: dict[str, Any] | None = None
+    parent_rid: UUID | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.on_error is not None and not isinstance(self.on_error, OnError):
+            raise ValidationError("options.on_error must be an OnError")
+        if self.schedule is not None and not isinstance(self.schedule, Schedule):
+            raise ValidationError("options.schedule must be a Schedule")
+        if self.metadata is not None and not isinstance(self.metadata, dict):
+            raise ValidationError("options.metadata must be a dict")
+        if self.parent_rid is not None and not isinstance(self.parent_rid, UUID):
+            raise ValidationError("options.parent_rid must be a UUID")
+
+    def with_defaults(self, on_error: OnError | None, parent_rid: UUID | None) -> Options:
+        """Fill in the enqueuing worker's default on_error and the running job's rid (as Go does)."""
+        updates: dict[str, Any] = {}
+        if self.on_error is None and on_error is not None:
+            updates["on_error"] = on_error
+        if self.parent_rid is None and parent_rid is not None:
+            updates["parent_rid"] = parent_rid
+        return replace(self, **updates) if updates else self
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.extra)
+        if self.on_error is not None:
+            data["on_error"] = self.on_error.to_json()
+        if self.schedule is not None:
+            data["schedule"] = self.schedule.to_json()
+        if self.metadata:
+            data["metadata"] = self.metadata
+        if self.parent_rid is not None:
+            data["parent_rid"] = str(self.parent_rid)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Options | None:
+        """Read SQL NULL (None), ``{}`` or a full object."""
+        if not isinstance(data, dict):
+            return None
+        known = {"on_error", "schedule", "metadata", "parent_rid"}
+        parent = data.get("parent_rid")
+        metadata = data.get("metadata")
+        return cls(
+            on_error=OnError.from_json(data.get("on_error")),
+            schedule=Schedule.from_json(data.get("schedule")),
+            metadata=metadata if isinstance(metadata, dict) else None,
+            parent_rid=UUID(parent) if parent else None,
+            extra={k: v for k, v in data.items() if k not in known},
+        )

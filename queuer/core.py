@@ -1,0 +1,438 @@
+"""The public API: ``Queuer`` and its constructors. A thin layer over the store and the runtime.
+
+Every I/O method exists twice: ``name(...)`` blocks the calling thread, ``name_async(...)`` awaits
+from any event loop. Both run the same coroutine on the Queuer's own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+from queuer.database import DatabaseConfiguration, NewJob, install_schema
+from queuer.database.listener import Listener
+from queuer.database.store import Store
+from queuer.model import (
+    Job,
+    JobEvent,
+    JobStatus,
+    OnError,
+    Options,
+    QueuerStateError,
+    UnknownTaskError,
+    ValidationError,
+    WaitTimeoutError,
+    Worker,
+    WorkerStatus,
+    uuid7,
+    validate_name,
+)
+from queuer.model.jsoncodec import dumps, naive_utc
+
+from .loop import LoopThread
+from .runner import current_job_rid
+from .runtime import Runtime, RuntimeSettings
+from .tasks import TaskRegistry
+
+log = logging.getLogger("queuer")
+
+F = TypeVar("F", bound=Callable[..., Any])
+EventCallback = Callable[[JobEvent], Any]
+MAX_CONCURRENCY = 1000
+
+
+class Queuer:
+    """A worker (and producer) bound to one queuer database.
+
+    Construction connects, installs the schema if needed and registers a worker row (status READY).
+    ``start()`` begins running registered tasks; ``stop()`` ends it gracefully. A Queuer that is
+    never started still enqueues, reads and waits.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        max_concurrency: int,
+        *on_error: OnError,
+        db_config: DatabaseConfiguration,
+        encryption_key: str | None = None,
+        poll_interval: float = 2.0,
+        heartbeat_interval: float = 5.0,
+        pool_size: int = 5,
+    ) -> None:
+        validate_name("worker", name)
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or not (
+            1 <= max_concurrency <= MAX_CONCURRENCY
+        ):
+            raise ValidationError(f"max_concurrency must be an int from 1 to {MAX_CONCURRENCY}")
+        if len(on_error) > 1 or any(not isinstance(o, OnError) for o in on_error):
+            raise ValidationError("pass at most one OnError as the worker's default")
+        if poll_interval <= 0 or not 0 < heartbeat_interval <= 30:
+            raise ValidationError("poll_interval must be > 0 and heartbeat_interval in (0, 30] seconds")
+        self.name = name
+        self.max_concurrency = max_concurrency
+        self.default_on_error = on_error[0] if on_error else None
+        self.settings = RuntimeSettings(poll_interval=poll_interval, heartbeat_interval=heartbeat_interval)
+        self.registry = TaskRegistry()
+        codec = None
+        if encryption_key:
+            from queuer.database.encryption import PgpCodec
+
+            codec = PgpCodec(encryption_key)
+        self._store = Store(db_config, pool_size, codec)
+        self._known_remote_tasks: set[str] = set()
+        self._waiters: dict[UUID, list[asyncio.Future[None]]] = defaultdict(list)
+        self._callbacks: dict[str, list[EventCallback]] = {"insert": [], "update": [], "delete": []}
+        self._listener: Listener | None = None
+        self._listener_task: asyncio.Task[None] | None = None
+        self._runtime: Runtime | None = None
+        self._closed = False
+        self._loop = LoopThread(f"queuer-{name}")
+        try:
+            self.worker: Worker = self._loop.call(self._open())
+        except BaseException:
+            self._loop.close()
+            raise
+
+    async def _open(self) -> Worker:
+        await install_schema(self._store.config)
+        await self._store.open()
+        options = dumps(self.default_on_error.to_json(), "on_error") if self.default_on_error else None
+        return await self._store.insert_worker(self.name, options, self.max_concurrency, [], [])
+
+    def __enter__(self) -> Queuer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- tasks ----------------------------------------------------------------------------------
+    def add_task(self, fn: F) -> F:
+        """Register ``fn`` under its ``__name__``."""
+        self.registry.add(fn)
+        self._sync_capabilities()
+        return fn
+
+    def add_task_with_name(self, fn: F, name: str) -> F:
+        """Register ``fn`` under an explicit name (the routing key shared with Go workers)."""
+        self.registry.add(fn, name)
+        self._sync_capabilities()
+        return fn
+
+    def task(self) -> Callable[[F], F]:
+        """Decorator form of ``add_task``."""
+        return self.add_task
+
+    def task_with_name(self, name: str) -> Callable[[F], F]:
+        """Decorator form of ``add_task_with_name``."""
+        return lambda fn: self.add_task_with_name(fn, name)
+
+    def _sync_capabilities(self) -> None:
+        tasks, intervals = list(self.registry.tasks), list(self.registry.next_intervals)
+        self.worker.available_tasks, self.worker.available_next_interval = tasks, intervals
+        self._loop.call(
+            self._store.execute(self._store.workers.update_capabilities, (tasks, intervals, self.worker.id))
+        )
+        if self._runtime is not None:
+            self._loop.loop.call_soon_threadsafe(self._runtime.wake.set)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start claiming and running jobs; returns once listener, poller and heartbeat run."""
+        self._loop.call(self._start())
+
+    async def _start(self) -> None:
+        if self._closed:
+            raise QueuerStateError("this queuer has been stopped")
+        if self._runtime is not None:
+            raise QueuerStateError("this queuer is already started")
+        await self._ensure_listener()
+        rows = await self._store.execute(self._store.workers.set_status, ("RUNNING", self.worker.id))
+        self.worker = Worker.from_row(rows[0])
+        self._runtime = Runtime(
+            self._store, self.registry, self.worker.id, self.worker.rid, self.max_concurrency,
+            self.default_on_error, self.settings, self._on_stop_request,
+        )
+        self._runtime.start()
+
+    def stop(self, grace_seconds: float = 30.0) -> None:
+        """Stop claiming, let running jobs finish (up to ``grace_seconds``; the rest are put back
+        in the queue), write pending completions, mark the worker STOPPED and close connections."""
+        if self._closed:
+            return
+        try:
+            self._loop.call(self._stop(grace_seconds))
+        finally:
+            self._loop.close()
+
+    async def stop_async(self, grace_seconds: float = 30.0) -> None:
+        await self._loop.call_async(self._stop(grace_seconds))
+        self._loop.close()
+
+    async def _stop(self, grace: float) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._runtime is not None:
+            await self._runtime.drain(grace)
+        try:
+            rows = await self._store.execute(self._store.workers.set_status, ("STOPPED", self.worker.id))
+            if rows:
+                self.worker = Worker.from_row(rows[0])
+        finally:
+            if self._listener_task is not None:
+                self._listener_task.cancel()
+                await asyncio.gather(self._listener_task, return_exceptions=True)
+            for futures in self._waiters.values():
+                for fut in futures:
+                    if not fut.done():
+                        fut.cancel()
+            await self._store.close()
+
+    def _on_stop_request(self, status: WorkerStatus) -> None:
+        """Our row says STOPPED or STOPPING (written by another process): obey it (§5.9)."""
+        if self._runtime is None or self._closed:
+            return
+        grace = 0.0 if status is WorkerStatus.STOPPED else 3600.0
+        log.info("worker %s: row set to %s by another process; stopping", self.worker.rid, status.value)
+        asyncio.get_running_loop().create_task(self._stop(grace))
+
+    # -- notifications --------------------------------------------------------------------------
+    async def _ensure_listener(self) -> None:
+        if self._listener is None:
+            self._listener = Listener(self._store.config, self._on_event, self._on_listener_connect)
+            self._listener_task = asyncio.get_running_loop().create_task(self._listener.run())
+        await asyncio.wait_for(self._listener.connected.wait(), timeout=60)
+
+    async def _on_listener_connect(self) -> None:
+        """After a (re)connect: claim at once and settle waiters whose notification may be lost."""
+        if self._runtime is not None:
+            self._runtime.wake.set()
+        ended = await self._store.find_ended(list(self._waiters))
+        for rid in ended:
+            self._settle_waiters(rid)
+
+    def _settle_waiters(self, rid: UUID) -> None:
+        for fut in self._waiters.get(rid, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    def _on_event(self, event: JobEvent) -> None:
+        if event.channel == "job":
+            queued = event.status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
+            if queued and self._runtime is not None:
+                self._runtime.wake.set()
+            self._fire("insert" if queued else "update", event)
+            return
+        self._settle_waiters(event.rid)
+        if event.status is JobStatus.CANCELLED and self._runtime is not None:
+            self._runtime.cancel_running(event.rid)
+        self._fire("delete", event)
+
+    def _fire(self, kind: str, event: JobEvent) -> None:
+        loop = asyncio.get_running_loop()
+        for callback in self._callbacks[kind]:
+            if inspect.iscoroutinefunction(callback):
+                loop.create_task(callback(event))
+            else:
+                loop.run_in_executor(None, callback, event)
+
+    def _listen(self, kind: str, callback: EventCallback) -> Callable[[], None]:
+        if not callable(callback):
+            raise ValidationError("callback must be callable")
+        self._callbacks[kind].append(callback)
+        self._loop.call(self._ensure_listener())
+        return lambda: self._callbacks[kind].remove(callback)
+
+    def listen_for_job_insert(self, callback: EventCallback) -> Callable[[], None]:
+        """Call ``callback(JobEvent)`` for every job inserted or put back in the queue (any process).
+        Returns a function that unsubscribes. Sync callbacks run in a thread, async ones on the loop."""
+        return self._listen("insert", callback)
+
+    def listen_for_job_update(self, callback: EventCallback) -> Callable[[], None]:
+        """Call ``callback(JobEvent)`` for every other change of a job row (e.g. claimed: RUNNING)."""
+        return self._listen("update", callback)
+
+    def listen_for_job_delete(self, callback: EventCallback) -> Callable[[], None]:
+        """Call ``callback(JobEvent)`` when a job leaves ``job`` for the archive (finished/cancelled)."""
+        return self._listen("delete", callback)
+
+    # -- enqueue --------------------------------------------------------------------------------
+    def add_job(self, task: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``task(*args, **kwargs)``; positional arguments are what Go workers receive."""
+        return self.add_job_with_options(None, task, *args, **kwargs)
+
+    async def add_job_async(self, task: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+        return await self.add_job_with_options_async(None, task, *args, **kwargs)
+
+    def add_job_with_options(
+        self, options: Options | None, task: str | Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Job:
+        new = self._new_job(options, task, args, kwargs)
+        return self._loop.call(self._insert(new))
+
+    async def add_job_with_options_async(
+        self, options: Options | None, task: str | Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Job:
+        new = self._new_job(options, task, args, kwargs)
+        return await self._loop.call_async(self._insert(new))
+
+    async def _insert(self, new: NewJob) -> Job:
+        await self._require_known_task(new.task_name)
+        return await self._store.insert_job(new)
+
+    def _new_job(
+        self, options: Options | None, task: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> NewJob:
+        """Validate and encode one job without I/O; every problem raises here, before any write."""
+        if self._closed:
+            raise QueuerStateError("this queuer has been stopped")
+        if options is not None and not isinstance(options, Options):
+            raise ValidationError(f"options must be an Options, got {type(options).__name__}")
+        name = self.registry.name_of(task)
+        opts = (options or Options()).with_defaults(self.default_on_error, current_job_rid.get())
+        schedule = opts.schedule
+        if schedule is not None and schedule.next_interval and self._runtime is None:
+            pass  # next-interval names are checked against this queuer in issue 5's validation
+        return NewJob(
+            rid=uuid7(),
+            options_json=dumps(opts.to_json(), "options"),
+            task_name=name,
+            parameters_json=dumps(list(args), "parameters"),
+            parameters_keyed_json=dumps(kwargs, "keyword parameters"),
+            status=JobStatus.SCHEDULED.value if schedule else JobStatus.QUEUED.value,
+            scheduled_at=naive_utc(schedule.start) if schedule else None,
+        )
+
+    async def _require_known_task(self, name: str) -> None:
+        """A task is known when this queuer or any worker row in the database lists it."""
+        if name in self.registry.tasks or name in self._known_remote_tasks:
+            return
+        rows = await self._store.execute(self._store.workers.task_known, (name,))
+        if not rows or not rows[0]["exists"]:
+            raise UnknownTaskError(
+                f"no worker has registered a task named {name!r}; register it with add_task first"
+            )
+        self._known_remote_tasks.add(name)
+
+    # -- reading --------------------------------------------------------------------------------
+    def get_job(self, rid: UUID) -> Job:
+        """The job with ``rid`` from ``job`` (queued, scheduled or running)."""
+        return self._loop.call(self._store.get_job(rid, ended=False))
+
+    async def get_job_async(self, rid: UUID) -> Job:
+        return await self._loop.call_async(self._store.get_job(rid, ended=False))
+
+    def get_job_ended(self, rid: UUID) -> Job:
+        """The job with ``rid`` from ``job_archive`` (succeeded, failed or cancelled)."""
+        return self._loop.call(self._store.get_job(rid, ended=True))
+
+    async def get_job_ended_async(self, rid: UUID) -> Job:
+        return await self._loop.call_async(self._store.get_job(rid, ended=True))
+
+    def get_jobs(self, last_id: int = 0, entries: int = 100) -> list[Job]:
+        """A page of ``job``, newest first; pass the last id of a page to get the next one."""
+        return self._loop.call(self._store.page(self._store.jobs.page_jobs, last_id, entries))
+
+    async def get_jobs_async(self, last_id: int = 0, entries: int = 100) -> list[Job]:
+        return await self._loop.call_async(self._store.page(self._store.jobs.page_jobs, last_id, entries))
+
+    def get_jobs_ended(self, last_id: int = 0, entries: int = 100) -> list[Job]:
+        """A page of ``job_archive``, newest first."""
+        return self._loop.call(self._store.page(self._store.jobs.page_ended, last_id, entries))
+
+    async def get_jobs_ended_async(self, last_id: int = 0, entries: int = 100) -> list[Job]:
+        return await self._loop.call_async(self._store.page(self._store.jobs.page_ended, last_id, entries))
+
+    def get_jobs_by_worker_rid(self, worker_rid: UUID, last_id: int = 0, entries: int = 100) -> list[Job]:
+        """A page of the jobs in ``job`` claimed by one worker."""
+        return self._loop.call(
+            self._store.page(self._store.jobs.page_by_worker, last_id, entries, worker_rid=worker_rid)
+        )
+
+    async def get_jobs_by_worker_rid_async(
+        self, worker_rid: UUID, last_id: int = 0, entries: int = 100
+    ) -> list[Job]:
+        return await self._loop.call_async(
+            self._store.page(self._store.jobs.page_by_worker, last_id, entries, worker_rid=worker_rid)
+        )
+
+    def get_worker(self, rid: UUID) -> Worker:
+        return self._loop.call(self._store.get_worker(rid))
+
+    async def get_worker_async(self, rid: UUID) -> Worker:
+        return await self._loop.call_async(self._store.get_worker(rid))
+
+    def cancel_job(self, rid: UUID) -> Job:
+        """Move a queued, scheduled or running job to the archive as CANCELLED (running ones stop)."""
+        return self._loop.call(self._cancel(rid))
+
+    async def cancel_job_async(self, rid: UUID) -> Job:
+        return await self._loop.call_async(self._cancel(rid))
+
+    async def _cancel(self, rid: UUID) -> Job:
+        job = await self._store.cancel(rid)
+        if job is None:
+            from queuer.model import JobNotFoundError
+
+            raise JobNotFoundError(f"no queued, scheduled or running job with rid {rid}")
+        return job
+
+    # -- waiting --------------------------------------------------------------------------------
+    def wait_for_job_finished(self, rid: UUID, timeout_seconds: float = 30.0) -> Job:
+        """Block until the job is in the archive and return it; raises ``WaitTimeoutError``.
+
+        Driven by the ``job_archive`` notification of that rid, not by polling."""
+        return self._loop.call(self._wait(rid, timeout_seconds))
+
+    async def wait_for_job_finished_async(self, rid: UUID, timeout_seconds: float = 30.0) -> Job:
+        return await self._loop.call_async(self._wait(rid, timeout_seconds))
+
+    async def _wait(self, rid: UUID, timeout: float) -> Job:
+        await self._ensure_listener()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[rid].append(fut)
+        try:
+            if rid not in await self._store.find_ended([rid]):
+                try:
+                    await asyncio.wait_for(fut, timeout)
+                except TimeoutError:
+                    raise WaitTimeoutError(f"job {rid} did not finish within {timeout}s") from None
+            return await self._store.get_job(rid, ended=True)
+        finally:
+            waiting = self._waiters.get(rid)
+            if waiting is not None:
+                waiting.remove(fut)
+                if not waiting:
+                    del self._waiters[rid]
+
+
+def new_queuer(name: str, max_concurrency: int, *on_error: OnError, **settings: Any) -> Queuer:
+    """A Queuer configured from ``QUEUER_DB_*`` / ``QUEUER_DB_URL`` and ``QUEUER_ENCRYPTION_KEY``."""
+    return Queuer(
+        name, max_concurrency, *on_error,
+        db_config=DatabaseConfiguration.from_env(),
+        encryption_key=os.environ.get("QUEUER_ENCRYPTION_KEY") or None,
+        **settings,
+    )
+
+
+def new_queuer_with_db(
+    name: str,
+    max_concurrency: int,
+    encryption_key: str | None,
+    db_config: DatabaseConfiguration,
+    *on_error: OnError,
+    **settings: Any,
+) -> Queuer:
+    """A Queuer with an explicit configuration and encryption key (None or "" = no encryption)."""
+    return Queuer(name, max_concurrency, *on_error, db_config=db_config, encryption_key=encryption_key, **settings)
+
+
+_ = Awaitable  # re-exported type names used in annotations elsewhere

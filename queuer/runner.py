@@ -1,0 +1,97 @@
+"""Runs one claimed job: arguments coerced, timeout applied, outcome recorded (DESIGN §4.4)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from queuer.model import Job, JobStatus, NotSerializableError, OnError, results_of
+from queuer.model.jsoncodec import dumps
+
+from .tasks import Task
+
+# The rid of the job whose task is running in this context; add_job records it as parent_rid.
+current_job_rid: contextvars.ContextVar[UUID | None] = contextvars.ContextVar("queuer_job_rid", default=None)
+
+
+class TaskTimeoutError(Exception):
+    """The attempt ran longer than ``on_error.timeout``."""
+
+
+@dataclass
+class Outcome:
+    """How a run ended. ``retry_at`` set means: back to the queue (same row and rid) at that time."""
+
+    job: Job
+    status: JobStatus
+    results_json: str = "[]"
+    error: str = ""
+    retry_at: datetime | None = None
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _run_in_thread(
+    loop: asyncio.AbstractEventLoop, ctx: contextvars.Context, task: Task, args: list[Any], kwargs: dict[str, Any]
+) -> asyncio.Future[Any]:
+    """Start a plain function in a daemon thread of its own; a timed-out thread is abandoned."""
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result = ctx.run(task.fn, *args, **kwargs)
+        except BaseException as exc:  # the task's failure is the job's failure, whatever it is
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=target, name=f"queuer-task-{task.name}", daemon=True).start()
+    return future
+
+
+async def run_job(task: Task, job: Job, on_error: OnError | None) -> Outcome:
+    """Execute ``task`` for ``job`` once and decide: SUCCEEDED, FAILED, or retry later."""
+    current_job_rid.set(job.rid)
+    timeout = on_error.timeout if on_error and on_error.timeout > 0 else None
+    try:
+        args, kwargs = task.coerce(job.parameters, job.parameters_keyed)
+        if task.is_async:
+            value = await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
+        else:
+            ctx = contextvars.copy_context()
+            fut = _run_in_thread(asyncio.get_running_loop(), ctx, task, args, kwargs)
+            value = await asyncio.wait_for(fut, timeout)
+        return Outcome(job, JobStatus.SUCCEEDED, results_json=dumps(results_of(value), "task result"))
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        error = f"TaskTimeoutError: task {task.name!r} exceeded its timeout of {timeout}s"
+    except NotSerializableError as exc:
+        error = str(exc)
+    except Exception as exc:
+        error = _error_text(exc)
+    return failure(job, error, on_error)
+
+
+def failure(job: Job, error: str, on_error: OnError | None) -> Outcome:
+    """FAILED, or a retry on the same row when the policy has retries left (``attempts`` counts runs)."""
+    if on_error is not None and job.attempts <= on_error.max_retries:
+        delay = on_error.delay_before_retry(job.attempts)
+        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        return Outcome(job, JobStatus.QUEUED, error=error, retry_at=retry_at)
+    return Outcome(job, JobStatus.FAILED, results_json="null", error=error)

@@ -1,0 +1,213 @@
+"""The worker side of a Queuer: claim loop, running jobs, completion buffer, poller, heartbeat.
+
+Everything here runs on the Queuer's event loop. The claim loop sleeps on one ``asyncio.Event``;
+notifications, the poll tick and freed slots only set it, so any number of wake-ups collapse into
+one claim statement. A slot stays taken until the job's completion is written, so the number of
+RUNNING rows of this worker never exceeds ``max_concurrency``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+import psycopg
+
+from queuer.database.store import Store
+from queuer.model import Job, JobStatus, OnError, WorkerStatus
+
+from .runner import Outcome, run_job
+from .tasks import TaskRegistry
+
+log = logging.getLogger("queuer.worker")
+
+
+@dataclass
+class RuntimeSettings:
+    """Intervals of the background loops, in seconds."""
+
+    poll_interval: float = 2.0
+    heartbeat_interval: float = 5.0
+    retry_backoff_max: float = 5.0
+
+
+class Runtime:
+    """Claims, runs and completes jobs for one worker row."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: TaskRegistry,
+        worker_id: int,
+        worker_rid: UUID,
+        max_concurrency: int,
+        default_on_error: OnError | None,
+        settings: RuntimeSettings,
+        on_stop_request: Callable[[WorkerStatus], None],
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.worker_id = worker_id
+        self.worker_rid = worker_rid
+        self.max_concurrency = max_concurrency
+        self.default_on_error = default_on_error
+        self.settings = settings
+        self._on_stop_request = on_stop_request
+        self.wake = asyncio.Event()
+        self.running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._pending: list[Outcome] = []
+        self._in_flush = 0
+        self._flush_needed = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._claiming = True
+        self._loops: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._claiming = True
+        for coro in (self._claim_loop(), self._flush_loop(), self._poll_loop(), self._heartbeat_loop()):
+            self._loops.append(asyncio.get_running_loop().create_task(coro))
+        self.wake.set()
+
+    def occupied(self) -> int:
+        return len(self.running) + len(self._pending) + self._in_flush
+
+    async def drain(self, grace: float) -> None:
+        """Stop claiming, let running jobs finish for up to ``grace`` seconds, release the rest."""
+        self._claiming = False
+        self.wake.set()
+        tasks = [t for _, t in self.running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        leftover = [job for job, _ in self.running.values()]
+        for _, task in list(self.running.values()):
+            task.cancel()
+        if leftover:
+            log.warning("releasing %d job(s) still running after %.1fs grace", len(leftover), grace)
+            await self._write_with_retry([], [(j.id, j.attempts, _now()) for j in leftover])
+            self.running.clear()
+        await self.flush_all()
+        for loop_task in self._loops:
+            loop_task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+
+    async def flush_all(self) -> None:
+        while self._pending or self._in_flush:
+            self._flushed.clear()
+            self._flush_needed.set()
+            await self._flushed.wait()
+
+    # -- claiming -------------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        delay = 0.05
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            free = self.max_concurrency - self.occupied()
+            if not self._claiming or free <= 0 or not self.registry.tasks:
+                continue
+            try:
+                jobs = await self.store.claim(
+                    self.worker_id, self.worker_rid, list(self.registry.tasks),
+                    list(self.registry.next_intervals), free,
+                )
+                delay = 0.05
+            except psycopg.Error as exc:
+                log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_backoff_max)
+                self.wake.set()
+                continue
+            for job in jobs:
+                self._start_job(job)
+
+    def _start_job(self, job: Job) -> None:
+        task = self.registry.tasks[job.task_name]
+        on_error = (job.options.on_error if job.options else None) or self.default_on_error
+        runner = asyncio.get_running_loop().create_task(self._run(job, run_job(task, job, on_error)))
+        self.running[job.id] = (job, runner)
+
+    async def _run(self, job: Job, work: "asyncio.Future[Outcome] | object") -> None:
+        try:
+            outcome = await work  # type: ignore[misc]
+        except asyncio.CancelledError:
+            self.running.pop(job.id, None)
+            raise
+        if job.id in self.running:
+            del self.running[job.id]
+            self._pending.append(outcome)
+            self._flush_needed.set()
+
+    def cancel_running(self, rid: UUID) -> bool:
+        """Stop our execution of a job that was cancelled elsewhere; its archive row stays as is."""
+        for job_id, (job, task) in list(self.running.items()):
+            if job.rid == rid:
+                del self.running[job_id]
+                task.cancel()
+                self.wake.set()
+                return True
+        return False
+
+    # -- completing -----------------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_needed.wait()
+            self._flush_needed.clear()
+            await asyncio.sleep(0)  # let completions of the same tick join this batch
+            batch, self._pending = self._pending, []
+            if batch:
+                self._in_flush = len(batch)
+                finished = [
+                    (o.job.id, o.job.attempts, o.status.value, o.results_json, b"", o.error)
+                    for o in batch if o.retry_at is None
+                ]
+                retried = [(o.job.id, o.job.attempts, o.retry_at) for o in batch if o.retry_at is not None]
+                await self._write_with_retry(finished, retried)
+                self._in_flush = 0
+                self.wake.set()
+            if not self._pending:
+                self._flushed.set()
+
+    async def _write_with_retry(self, finished: list[tuple[int, int, str, str, bytes, str]],
+                                retried: list[tuple[int, int, object]]) -> None:
+        """Completion writes are retried until they land: they are guarded, so a repeat is harmless."""
+        delay = 0.05
+        while True:
+            try:
+                await self.store.complete(self.worker_id, finished, retried)  # type: ignore[arg-type]
+                return
+            except psycopg.Error as exc:
+                log.warning("completion write failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_backoff_max)
+
+    # -- background ticks -----------------------------------------------------------------------
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval)
+            self.wake.set()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                rows = await self.store.execute(self.store.workers.heartbeat, (self.worker_id,))
+                if rows:
+                    status = WorkerStatus(rows[0]["status"])
+                    if status in (WorkerStatus.STOPPED, WorkerStatus.STOPPING):
+                        self._on_stop_request(status)
+            except psycopg.Error as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+
+def _now() -> object:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+__all__ = ["JobStatus", "Runtime", "RuntimeSettings"]
