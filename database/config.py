@@ -34,7 +34,7 @@ class DatabaseConfiguration:
     schema: str = "public"
     sslmode: str = "prefer"
     with_table_drop: bool = False
-    with_timescale: bool = False
+    with_timescale: bool | None = False
     listen_dsn: str | None = None
     prepare: bool = True
 
@@ -91,8 +91,9 @@ class DatabaseConfiguration:
     def from_env(cls, env: Mapping[str, str] | None = None) -> DatabaseConfiguration:
         """Read ``QUEUER_DB_*`` with Go's semantics, or ``QUEUER_DB_URL`` as one DSN.
 
-        ``QUEUER_DB_WITH_TIMESCALE`` is on unless exactly ``false`` (as in Go); TimescaleDB is then
-        used only where the extension is available. ``QUEUER_DB_WITH_TABLE_DROP`` is on only when
+        ``QUEUER_DB_WITH_TIMESCALE`` is on unless exactly ``false`` (as in Go). Unset means "use it
+        where the extension is available" (``None``); set and not ``false`` means "wanted" (a warning
+        when it is missing); ``false`` means off. ``QUEUER_DB_WITH_TABLE_DROP`` is on only when
         exactly ``true``. ``QUEUER_DB_LISTEN_URL`` gives the listener its own direct DSN.
         """
         env = os.environ if env is None else env
@@ -103,7 +104,7 @@ class DatabaseConfiguration:
 
         flags: dict[str, Any] = {
             "with_table_drop": get("WITH_TABLE_DROP") == "true",
-            "with_timescale": get("WITH_TIMESCALE") != "false",
+            "with_timescale": None if get("WITH_TIMESCALE") is None else get("WITH_TIMESCALE") != "false",
             "listen_dsn": get("LISTEN_URL"),
             "prepare": get("PREPARE") != "false",
         }

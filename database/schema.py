@@ -48,10 +48,14 @@ async def _check_time_zone(conn: psycopg.AsyncConnection[tuple[object, ...]]) ->
         )
 
 
-async def _install_timescale(conn: psycopg.AsyncConnection[tuple[object, ...]], schema: str) -> str | None:
+async def _install_timescale(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], schema: str, asked: bool
+) -> str | None:
     cur = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
     if await cur.fetchone() is None:
-        log.warning("with_timescale is on but the timescaledb extension is not available: plain archive")
+        if asked:
+            log.warning("with_timescale is on but the timescaledb extension is not available: plain "
+                        "archive (a Go process with the same flag would fail to start here)")
         return None
     await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb CASCADE")
     cur = await conn.execute(
@@ -121,8 +125,8 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
             if row is not None and row[0] < 2:
                 await conn.execute(load("notify_triggers"), prepare=False)
                 actions.append("created triggers job_notify_event, job_archive_notify_event")
-            if config.with_timescale:
-                done = await _install_timescale(conn, config.schema)
+            if config.with_timescale is not False:
+                done = await _install_timescale(conn, config.schema, asked=bool(config.with_timescale))
                 if done:
                     actions.append(done)
     finally:

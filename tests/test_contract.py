@@ -1,0 +1,242 @@
+"""Issues 2 and 7: the schema, payloads and row shapes the Go library depends on (POLYGLOT.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from queuer import DatabaseConfiguration, JobStatus, OnError, Options, RetryBackoff, Schedule
+from queuer.database import install_schema
+
+from .conftest import QueuerFactory
+
+GO_FUNCTION_NAMES = {
+    "init_job", "insert_job", "update_job_initial", "update_job_final", "update_job_final_encrypted",
+    "update_stale_jobs", "select_job", "select_all_jobs", "select_all_jobs_by_worker_rid",
+    "select_all_jobs_by_search", "add_retention_archive", "remove_retention_archive", "delete_job",
+    "select_job_from_archive", "select_all_jobs_from_archive", "select_all_jobs_from_archive_by_search",
+    "init_worker", "insert_worker", "update_worker", "delete_worker", "delete_stale_workers",
+    "select_worker", "select_all_workers", "select_all_workers_by_search", "select_all_connections",
+    "update_stale_workers", "init_master", "update_master", "select_master",
+}
+
+JOB_COLUMNS = [
+    ("id", "bigint", None), ("rid", "uuid", "gen_random_uuid()"), ("worker_id", "bigint", "0"),
+    ("worker_rid", "uuid", None), ("options", "jsonb", "'{}'::jsonb"),
+    ("task_name", "character varying(100)", "''::character varying"),
+    ("parameters", "jsonb", "'[]'::jsonb"), ("parameters_encrypted", "bytea", "'\\x'::bytea"),
+    ("parameters_keyed", "jsonb", "'{}'::jsonb"), ("parameters_keyed_encrypted", "bytea", "'\\x'::bytea"),
+    ("status", "character varying(50)", "'QUEUED'::character varying"),
+    ("scheduled_at", "timestamp without time zone", None),
+    ("started_at", "timestamp without time zone", None), ("schedule_count", "integer", "0"),
+    ("attempts", "integer", "0"), ("results", "jsonb", "'[]'::jsonb"),
+    ("results_encrypted", "bytea", "'\\x'::bytea"), ("error", "text", "''::text"),
+    ("created_at", "timestamp without time zone", "CURRENT_TIMESTAMP"),
+    ("updated_at", "timestamp without time zone", "CURRENT_TIMESTAMP"),
+]
+
+
+def columns(sql: psycopg.Connection[Any], table: str) -> list[tuple[str, str, str | None]]:
+    return [
+        (r[0], r[1], r[2])
+        for r in sql.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid) "
+            "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+            "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (f"public.{table}",),
+        ).fetchall()
+    ]
+
+
+def catalog(sql: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Tables, columns, indexes, triggers and functions of the database (for before/after checks)."""
+    return {
+        "columns": {t: columns(sql, t) for t in ("job", "job_archive", "worker", "master")},
+        "indexes": sorted(sql.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'").fetchall()),
+        "triggers": sorted(sql.execute(
+            "SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+            "WHERE NOT tgisinternal").fetchall()),
+        "functions": sorted(r[0] for r in sql.execute(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchall()),
+    }
+
+
+def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+    make_queuer()
+    assert columns(sql, "job") == JOB_COLUMNS
+    archive = columns(sql, "job_archive")
+    assert [c[0] for c in archive] == [c[0] for c in JOB_COLUMNS]
+    assert archive[0] == ("id", "bigint", None) and archive[1] == ("rid", "uuid", "gen_random_uuid()")
+    assert archive[2:] == JOB_COLUMNS[2:]
+    identity = sql.execute(
+        "SELECT attrelid::regclass::text, attidentity FROM pg_attribute WHERE attname = 'id' "
+        "AND attrelid IN ('public.job'::regclass, 'public.job_archive'::regclass, 'public.worker'::regclass)"
+    ).fetchall()
+    assert sorted(identity) == [("job", "a"), ("job_archive", ""), ("worker", "a")]
+    assert [c[:2] for c in columns(sql, "worker")] == [
+        ("id", "bigint"), ("rid", "uuid"), ("name", "character varying(100)"), ("options", "jsonb"),
+        ("available_tasks", "character varying[]"), ("available_next_interval", "character varying[]"),
+        ("current_concurrency", "integer"), ("max_concurrency", "integer"),
+        ("status", "character varying(50)"), ("created_at", "timestamp without time zone"),
+        ("updated_at", "timestamp without time zone"),
+    ]
+    assert [c[:2] for c in columns(sql, "master")] == [
+        ("id", "integer"), ("worker_id", "bigint"), ("worker_rid", "uuid"), ("settings", "jsonb"),
+        ("created_at", "timestamp without time zone"), ("updated_at", "timestamp without time zone"),
+    ]
+    cat = catalog(sql)
+    names = {(t, i) for t, i, _ in cat["indexes"]}
+    required = {
+        ("job", "job_pkey"), ("job", "job_rid_key"), ("job", "idx_next_interval"), ("job", "idx_job_parent_rid"),
+        ("job", "idx_job_worker_id"), ("job", "idx_job_worker_rid"), ("job", "idx_job_status"),
+        ("job", "idx_job_created_at"), ("job", "idx_job_updated_at"), ("job_archive", "job_archive_pkey"),
+        ("worker", "worker_pkey"), ("worker", "worker_rid_key"), ("worker", "idx_worker_rid"),
+        ("worker", "idx_worker_name"), ("worker", "idx_worker_status"), ("master", "master_pkey"),
+        ("master", "idx_master_worker_id"), ("master", "idx_master_worker_rid"),
+    }
+    ours = {("job", "queuer_py_job_claim"), ("job_archive", "queuer_py_job_archive_rid")}
+    assert names == required | ours
+    defs = {i: d for _, i, d in cat["indexes"]}
+    assert "USING hash ((((options -> 'schedule'::text) ->> 'next_interval'::text)))" in defs["idx_next_interval"]
+    assert "(id, updated_at)" in defs["job_archive_pkey"]
+    assert [(t, n) for t, n, _ in cat["triggers"]] == [
+        ("job", "job_notify_event"), ("job_archive", "job_archive_notify_event")
+    ]
+    assert "BEFORE INSERT OR UPDATE ON public.job FOR EACH ROW" in cat["triggers"][0][2]
+    assert "BEFORE INSERT ON public.job_archive FOR EACH ROW" in cat["triggers"][1][2]
+    assert "notify_event" in cat["functions"]
+    assert not GO_FUNCTION_NAMES & set(cat["functions"])
+    assert sql.execute("SELECT id, worker_id, worker_rid, settings FROM master").fetchall() == [(1, 0, None, {})]
+
+
+def test_install_is_idempotent_and_safe_in_parallel(
+    db_config: DatabaseConfiguration, sql: psycopg.Connection[Any]
+) -> None:
+    errors: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            asyncio.run(install_schema(db_config))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=install) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    before = catalog(sql)
+    assert asyncio.run(install_schema(db_config)) == []
+    assert catalog(sql) == before
+
+
+def test_installer_adopts_an_existing_notify_event(
+    db_config: DatabaseConfiguration, sql: psycopg.Connection[Any]
+) -> None:
+    """A notify_event created by someone else (e.g. Go) is kept, never replaced."""
+    sql.execute(
+        "CREATE FUNCTION notify_event() RETURNS trigger AS $$ BEGIN "
+        "PERFORM pg_notify('job', json_build_object('id', NEW.id)::text); RETURN NEW; END; $$ LANGUAGE plpgsql"
+    )
+    body = sql.execute("SELECT prosrc FROM pg_proc WHERE proname = 'notify_event'").fetchone()
+    actions = asyncio.run(install_schema(db_config))
+    assert "created function notify_event()" not in actions
+    assert sql.execute("SELECT prosrc FROM pg_proc WHERE proname = 'notify_event'").fetchone() == body
+
+
+def test_notification_payload_is_exactly_the_contracts(
+    make_queuer: QueuerFactory, database_url: str
+) -> None:
+    q = make_queuer()
+
+    @q.task()
+    def noop() -> None: ...
+
+    with psycopg.connect(database_url, autocommit=True) as listen:
+        listen.execute("LISTEN job")
+        listen.execute("LISTEN job_archive")
+        job = q.add_job(noop)
+        q.start()
+        q.wait_for_job_finished(job.rid, 10)
+        got = [(n.channel, n.payload) for n in listen.notifies(timeout=2, stop_after=3)]
+    assert got == [
+        ("job", f'{{"id" : {job.id}, "rid" : "{job.rid}", "status" : "QUEUED"}}'),
+        ("job", f'{{"id" : {job.id}, "rid" : "{job.rid}", "status" : "RUNNING"}}'),
+        ("job_archive", f'{{"id" : {job.id}, "rid" : "{job.rid}", "status" : "SUCCEEDED"}}'),
+    ]
+
+
+def test_rows_written_by_python_carry_go_types(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    q = make_queuer("typed", 1, OnError(timeout=30, max_retries=3, retry_delay=1,
+                                        retry_backoff=RetryBackoff.LINEAR))
+
+    @q.task()
+    def noop(*args: Any) -> None: ...
+
+    start = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    q.add_job_with_options(
+        Options(schedule=Schedule(start=start, max_count=3, interval=timedelta(minutes=15)),
+                metadata={"k": 1}),
+        noop, 1, 2.5, "x",
+    )
+    row = sql.execute(
+        "SELECT options::text, parameters::text, parameters_keyed::text, status, scheduled_at, "
+        "worker_id, attempts, results::text, error FROM job"
+    ).fetchone()
+    assert row is not None
+    options = json.loads(row[0])
+    assert options["on_error"] == {"timeout": 30, "max_retries": 3, "retry_delay": 1, "retry_backoff": "linear"}
+    assert options["schedule"] == {"start": "2030-01-02T03:04:05Z", "max_count": 3, "interval": 900_000_000_000}
+    assert options["metadata"] == {"k": 1}
+    assert '"max_retries": 3,' in row[0] and '"interval": 900000000000' in row[0]  # integers, never 3.0
+    assert row[1:] == ('[1, 2.5, "x"]', "{}", "SCHEDULED", datetime(2030, 1, 2, 3, 4, 5), 0, 0, "[]", "")
+    worker = sql.execute("SELECT options::text, status, max_concurrency FROM worker").fetchone()
+    assert worker is not None
+    assert json.loads(worker[0]) == {"timeout": 30, "max_retries": 3, "retry_delay": 1, "retry_backoff": "linear"}
+    assert worker[1:] == ("READY", 1)
+
+
+def test_job_written_the_way_go_writes_it_is_run(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+    """Go's single insert: options NULL, parameters JSON null, keyed null, scheduled_at year 1 (§1.8)."""
+    q = make_queuer("py", 2)
+    ran = threading.Event()
+
+    @q.task_with_name("main.GoTask")
+    def go_task() -> str:
+        ran.set()
+        return "ok"
+
+    row = sql.execute(
+        "INSERT INTO job (options, task_name, parameters, parameters_keyed, status, scheduled_at, schedule_count) "
+        "VALUES (NULL, 'main.GoTask', 'null', 'null', 'QUEUED', '0001-01-01 00:00:00', 0) RETURNING rid"
+    ).fetchone()
+    assert row is not None
+    q.start()
+    done = q.wait_for_job_finished(row[0], 10)
+    assert ran.is_set() and done.status is JobStatus.SUCCEEDED and done.results == ["ok"]
+    assert done.options is None and done.scheduled_at is None and done.parameters == []
+
+
+def test_go_numbers_are_coerced_by_annotation(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+    q = make_queuer("coerce", 1)
+
+    @q.task()
+    def typed(n: int, f: float, when: Any) -> tuple[Any, ...]:
+        return n, type(n).__name__, f, type(f).__name__
+
+    row = sql.execute(
+        "INSERT INTO job (task_name, parameters) VALUES ('typed', '[3.0, 2, \"x\"]') RETURNING rid"
+    ).fetchone()
+    assert row is not None
+    q.start()
+    assert q.wait_for_job_finished(row[0], 10).results == [3, "int", 2.0, "float"]
