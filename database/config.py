@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from psycopg.conninfo import make_conninfo
-
 from queuer.model import ConfigurationError
 
 APPLICATION_NAME = "queuer"
@@ -116,9 +115,7 @@ class DatabaseConfiguration:
         required = ("HOST", "PORT", "DATABASE", "USERNAME")
         missing = [_ENV_PREFIX + name for name in required if not get(name)]
         if missing:
-            raise ConfigurationError(
-                "database not configured: set QUEUER_DB_URL or " + ", ".join(missing)
-            )
+            raise ConfigurationError("database not configured: set QUEUER_DB_URL or " + ", ".join(missing))
         try:
             port = int(get("PORT") or "")
         except ValueError as exc:

@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import sql
-
 from queuer.model import JOB_COLUMNS
 
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
@@ -118,18 +117,42 @@ class NewJob:
 
     def params(self) -> tuple[Any, ...]:
         return (
-            self.rid, self.options_json, self.task_name, self.parameters_json,
-            self.parameters_keyed_json, self.status, self.scheduled_at, self.schedule_count,
+            self.rid,
+            self.options_json,
+            self.task_name,
+            self.parameters_json,
+            self.parameters_keyed_json,
+            self.status,
+            self.scheduled_at,
+            self.schedule_count,
         )
 
 
 # Columns written by the COPY of add_jobs, in this order.
 COPY_COLUMNS = (
-    "rid", "options", "task_name", "parameters", "parameters_keyed", "status", "scheduled_at",
-    "schedule_count", "created_at", "updated_at",
+    "rid",
+    "options",
+    "task_name",
+    "parameters",
+    "parameters_keyed",
+    "status",
+    "scheduled_at",
+    "schedule_count",
+    "created_at",
+    "updated_at",
 )
-COPY_TYPES = ("uuid", "jsonb", "varchar", "jsonb", "jsonb", "varchar", "timestamp", "int4",
-              "timestamp", "timestamp")
+COPY_TYPES = (
+    "uuid",
+    "jsonb",
+    "varchar",
+    "jsonb",
+    "jsonb",
+    "varchar",
+    "timestamp",
+    "int4",
+    "timestamp",
+    "timestamp",
+)
 
 
 class JobTable:
@@ -169,6 +192,11 @@ def finish_params(
     """Columnar parameters of ``JobTable.finish`` from (id, attempts, status, results, enc, error)."""
     ids, attempts, statuses, results, encrypted, errors = (list(col) for col in zip(*rows, strict=True))
     return {
-        "worker_id": worker_id, "ids": ids, "attempts": attempts, "statuses": statuses,
-        "results": results, "results_encrypted": encrypted, "errors": errors,
+        "worker_id": worker_id,
+        "ids": ids,
+        "attempts": attempts,
+        "statuses": statuses,
+        "results": results,
+        "results_encrypted": encrypted,
+        "errors": errors,
     }

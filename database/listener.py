@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import psycopg
-
 from queuer.model import JobEvent, JobStatus
 
 from .config import DatabaseConfiguration

@@ -7,7 +7,6 @@ import zlib
 
 import psycopg
 from psycopg import sql
-
 from queuer.model import ConfigurationError
 from queuer.sql import load
 
@@ -54,8 +53,10 @@ async def _install_timescale(
     cur = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
     if await cur.fetchone() is None:
         if asked:
-            log.warning("with_timescale is on but the timescaledb extension is not available: plain "
-                        "archive (a Go process with the same flag would fail to start here)")
+            log.warning(
+                "with_timescale is on but the timescaledb extension is not available: plain "
+                "archive (a Go process with the same flag would fail to start here)"
+            )
         return None
     await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb CASCADE")
     cur = await conn.execute(
@@ -100,7 +101,9 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
             if config.with_table_drop:
                 for table in TABLES:
                     await conn.execute(
-                        sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(config.schema, table))
+                        sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(
+                            sql.Identifier(config.schema, table)
+                        )
                     )
                 actions.append("dropped tables " + ", ".join(TABLES) + " (with_table_drop)")
             await conn.execute(

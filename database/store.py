@@ -10,7 +10,6 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
-
 from queuer.model import DecryptionError, Job, JobNotFoundError, Worker, WorkerNotFoundError
 from queuer.model.jsoncodec import naive_utc
 
@@ -57,7 +56,9 @@ class Store:
             data = values.get(encrypted)
             if data:
                 if self.codec is None:
-                    raise DecryptionError(f"job {values['rid']}: column {encrypted} is encrypted; no key given")
+                    raise DecryptionError(
+                        f"job {values['rid']}: column {encrypted} is encrypted; no key given"
+                    )
                 values[plain] = json.loads(self.codec.decrypt(bytes(data)))
         return Job.from_row(values)
 
@@ -78,8 +79,11 @@ class Store:
         self, worker_id: int, worker_rid: UUID, tasks: list[str], intervals: list[str], limit: int
     ) -> list[Job]:
         params = {
-            "worker_id": worker_id, "worker_rid": worker_rid, "tasks": tasks,
-            "intervals": intervals, "limit": limit,
+            "worker_id": worker_id,
+            "worker_rid": worker_rid,
+            "tasks": tasks,
+            "intervals": intervals,
+            "limit": limit,
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(self.jobs.claim, params)
@@ -105,8 +109,12 @@ class Store:
                 ids, attempts, due = (list(c) for c in zip(*requeued, strict=True))
                 await conn.execute(
                     self.jobs.requeue,
-                    {"worker_id": worker_id, "ids": ids, "attempts": attempts,
-                     "due": [naive_utc(d) for d in due]},
+                    {
+                        "worker_id": worker_id,
+                        "ids": ids,
+                        "attempts": attempts,
+                        "due": [naive_utc(d) for d in due],
+                    },
                 )
             for new in extra:
                 await conn.execute(self.jobs.insert, new.params())
@@ -146,10 +154,17 @@ class Store:
 
     # -- workers --------------------------------------------------------------------------------
     async def insert_worker(
-        self, name: str, options_json: str | None, max_concurrency: int, tasks: list[str], intervals: list[str]
+        self,
+        name: str,
+        options_json: str | None,
+        max_concurrency: int,
+        tasks: list[str],
+        intervals: list[str],
     ) -> Worker:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(self.workers.insert, (name, options_json, max_concurrency, tasks, intervals))
+            cur = await conn.execute(
+                self.workers.insert, (name, options_json, max_concurrency, tasks, intervals)
+            )
             row = await cur.fetchone()
         assert row is not None
         return Worker.from_row(row)
@@ -165,4 +180,3 @@ class Store:
         if not rows:
             raise WorkerNotFoundError(f"no worker with rid {rid}")
         return Worker.from_row(rows[0])
-

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from psycopg import sql
 
-_COLS = ("id, rid, name, options, available_tasks, available_next_interval, max_concurrency, status, "
-         "created_at, updated_at")
+_COLS = (
+    "id, rid, name, options, available_tasks, available_next_interval, max_concurrency, status, "
+    "created_at, updated_at"
+)
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
 
@@ -43,6 +45,4 @@ class WorkerTable:
             f"(SELECT created_at, id FROM {{worker}} WHERE id = %(last_id)s)) "
             f"ORDER BY created_at DESC, id DESC LIMIT %(entries)s"
         )
-        self.task_known = compose(
-            "SELECT EXISTS (SELECT 1 FROM {worker} WHERE %s = ANY(available_tasks))"
-        )
+        self.task_known = compose("SELECT EXISTS (SELECT 1 FROM {worker} WHERE %s = ANY(available_tasks))")

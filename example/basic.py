@@ -11,8 +11,9 @@ import logging
 import os
 import tempfile
 
-from queuer import OnError, Options, new_queuer
 from queuer.database import env_is_configured
+
+from queuer import OnError, Options, new_queuer
 
 
 def use_embedded_postgres_if_unconfigured() -> None:
@@ -52,8 +53,10 @@ def main() -> None:
         ]
         for job in jobs:
             done = q.wait_for_job_finished(job.rid, timeout_seconds=30)
-            print(f"{done.task_name:6} {done.status.value:9} attempts={done.attempts} "
-                  f"results={done.results} error={done.error!r}")
+            print(
+                f"{done.task_name:6} {done.status.value:9} attempts={done.attempts} "
+                f"results={done.results} error={done.error!r}"
+            )
     finally:
         q.stop()
     print(f"worker {q.worker.name} is {q.worker.status.value}")

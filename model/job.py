@@ -29,10 +29,26 @@ ENDED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CAN
 
 # The columns of job and job_archive in table order; every SELECT of a job lists exactly these.
 JOB_COLUMNS: tuple[str, ...] = (
-    "id", "rid", "worker_id", "worker_rid", "options", "task_name", "parameters",
-    "parameters_encrypted", "parameters_keyed", "parameters_keyed_encrypted", "status",
-    "scheduled_at", "started_at", "schedule_count", "attempts", "results", "results_encrypted",
-    "error", "created_at", "updated_at",
+    "id",
+    "rid",
+    "worker_id",
+    "worker_rid",
+    "options",
+    "task_name",
+    "parameters",
+    "parameters_encrypted",
+    "parameters_keyed",
+    "parameters_keyed_encrypted",
+    "status",
+    "scheduled_at",
+    "started_at",
+    "schedule_count",
+    "attempts",
+    "results",
+    "results_encrypted",
+    "error",
+    "created_at",
+    "updated_at",
 )
 
 

@@ -11,7 +11,7 @@ import inspect
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -67,8 +67,10 @@ class Queuer:
         pool_size: int = 5,
     ) -> None:
         validate_name("worker", name)
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or not (
-            1 <= max_concurrency <= MAX_CONCURRENCY
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or not (1 <= max_concurrency <= MAX_CONCURRENCY)
         ):
             raise ValidationError(f"max_concurrency must be an int from 1 to {MAX_CONCURRENCY}")
         if len(on_error) > 1 or any(not isinstance(o, OnError) for o in on_error):
@@ -92,6 +94,7 @@ class Queuer:
         self._listener: Listener | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._runtime: Runtime | None = None
+        self._background: set[asyncio.Task[Any]] = set()  # strong references until done
         self._closed = False
         self._loop = LoopThread(f"queuer-{name}")
         try:
@@ -156,8 +159,14 @@ class Queuer:
         rows = await self._store.execute(self._store.workers.set_status, ("RUNNING", self.worker.id))
         self.worker = Worker.from_row(rows[0])
         self._runtime = Runtime(
-            self._store, self.registry, self.worker.id, self.worker.rid, self.max_concurrency,
-            self.default_on_error, self.settings, self._on_stop_request,
+            self._store,
+            self.registry,
+            self.worker.id,
+            self.worker.rid,
+            self.max_concurrency,
+            self.default_on_error,
+            self.settings,
+            self._on_stop_request,
         )
         self._runtime.start()
 
@@ -201,7 +210,7 @@ class Queuer:
             return
         grace = 0.0 if status is WorkerStatus.STOPPED else 3600.0
         log.info("worker %s: row set to %s by another process; stopping", self.worker.rid, status.value)
-        asyncio.get_running_loop().create_task(self._stop(grace))
+        self._spawn(self._stop(grace))
 
     # -- notifications --------------------------------------------------------------------------
     async def _ensure_listener(self) -> None:
@@ -235,11 +244,16 @@ class Queuer:
             self._runtime.cancel_running(event.rid)
         self._fire("delete", event)
 
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _fire(self, kind: str, event: JobEvent) -> None:
         loop = asyncio.get_running_loop()
         for callback in self._callbacks[kind]:
             if inspect.iscoroutinefunction(callback):
-                loop.create_task(callback(event))
+                self._spawn(callback(event))
             else:
                 loop.run_in_executor(None, callback, event)
 
@@ -288,7 +302,11 @@ class Queuer:
         return await self._store.insert_job(new)
 
     def _new_job(
-        self, options: Options | None, task: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        options: Options | None,
+        task: str | Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> NewJob:
         """Validate and encode one job without I/O; every problem raises here, before any write."""
         if self._closed:
@@ -416,7 +434,9 @@ class Queuer:
 def new_queuer(name: str, max_concurrency: int, *on_error: OnError, **settings: Any) -> Queuer:
     """A Queuer configured from ``QUEUER_DB_*`` / ``QUEUER_DB_URL`` and ``QUEUER_ENCRYPTION_KEY``."""
     return Queuer(
-        name, max_concurrency, *on_error,
+        name,
+        max_concurrency,
+        *on_error,
         db_config=DatabaseConfiguration.from_env(),
         encryption_key=os.environ.get("QUEUER_ENCRYPTION_KEY") or None,
         **settings,
@@ -432,7 +452,6 @@ def new_queuer_with_db(
     **settings: Any,
 ) -> Queuer:
     """A Queuer with an explicit configuration and encryption key (None or "" = no encryption)."""
-    return Queuer(name, max_concurrency, *on_error, db_config=db_config, encryption_key=encryption_key, **settings)
-
-
-_ = Awaitable  # re-exported type names used in annotations elsewhere
+    return Queuer(
+        name, max_concurrency, *on_error, db_config=db_config, encryption_key=encryption_key, **settings
+    )

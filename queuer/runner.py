@@ -39,7 +39,11 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _run_in_thread(
-    loop: asyncio.AbstractEventLoop, ctx: contextvars.Context, task: Task, args: list[Any], kwargs: dict[str, Any]
+    loop: asyncio.AbstractEventLoop,
+    ctx: contextvars.Context,
+    task: Task,
+    args: list[Any],
+    kwargs: dict[str, Any],
 ) -> asyncio.Future[Any]:
     """Start a plain function in a daemon thread of its own; a timed-out thread is abandoned."""
     future: asyncio.Future[Any] = loop.create_future()

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import psycopg
 
 from queuer.database.store import Store
-from queuer.model import Job, JobStatus, OnError, WorkerStatus
+from queuer.model import Job, OnError, WorkerStatus
 
 from .runner import Outcome, run_job
 from .tasks import TaskRegistry
@@ -87,7 +89,8 @@ class Runtime:
             task.cancel()
         if leftover:
             log.warning("releasing %d job(s) still running after %.1fs grace", len(leftover), grace)
-            await self._write_with_retry([], [(j.id, j.attempts, _now()) for j in leftover])
+            now = datetime.now(UTC)
+            await self._write_with_retry([], [(j.id, j.attempts, now) for j in leftover])
             self.running.clear()
         await self.flush_all()
         for loop_task in self._loops:
@@ -112,8 +115,11 @@ class Runtime:
                 continue
             try:
                 jobs = await self.store.claim(
-                    self.worker_id, self.worker_rid, list(self.registry.tasks),
-                    list(self.registry.next_intervals), free,
+                    self.worker_id,
+                    self.worker_rid,
+                    list(self.registry.tasks),
+                    list(self.registry.next_intervals),
+                    free,
                 )
                 delay = 0.05
             except psycopg.Error as exc:
@@ -131,9 +137,9 @@ class Runtime:
         runner = asyncio.get_running_loop().create_task(self._run(job, run_job(task, job, on_error)))
         self.running[job.id] = (job, runner)
 
-    async def _run(self, job: Job, work: "asyncio.Future[Outcome] | object") -> None:
+    async def _run(self, job: Job, work: Coroutine[Any, Any, Outcome]) -> None:
         try:
-            outcome = await work  # type: ignore[misc]
+            outcome = await work
         except asyncio.CancelledError:
             self.running.pop(job.id, None)
             raise
@@ -163,7 +169,8 @@ class Runtime:
                 self._in_flush = len(batch)
                 finished = [
                     (o.job.id, o.job.attempts, o.status.value, o.results_json, b"", o.error)
-                    for o in batch if o.retry_at is None
+                    for o in batch
+                    if o.retry_at is None
                 ]
                 retried = [(o.job.id, o.job.attempts, o.retry_at) for o in batch if o.retry_at is not None]
                 await self._write_with_retry(finished, retried)
@@ -172,13 +179,16 @@ class Runtime:
             if not self._pending:
                 self._flushed.set()
 
-    async def _write_with_retry(self, finished: list[tuple[int, int, str, str, bytes, str]],
-                                retried: list[tuple[int, int, object]]) -> None:
+    async def _write_with_retry(
+        self,
+        finished: Sequence[tuple[int, int, str, str, bytes, str]],
+        retried: Sequence[tuple[int, int, datetime]],
+    ) -> None:
         """Completion writes are retried until they land: they are guarded, so a repeat is harmless."""
         delay = 0.05
         while True:
             try:
-                await self.store.complete(self.worker_id, finished, retried)  # type: ignore[arg-type]
+                await self.store.complete(self.worker_id, finished, retried)
                 return
             except psycopg.Error as exc:
                 log.warning("completion write failed (%s); retrying in %.2fs", exc, delay)
@@ -202,12 +212,3 @@ class Runtime:
             except psycopg.Error as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.settings.heartbeat_interval)
-
-
-def _now() -> object:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
-
-
-__all__ = ["JobStatus", "Runtime", "RuntimeSettings"]

@@ -8,34 +8,63 @@ import threading
 from typing import Any
 
 import psycopg
-import pytest
+from queuer.database import install_schema
 
 from queuer import DatabaseConfiguration, JobStatus, OnError, Options, RetryBackoff, Schedule
-from queuer.database import install_schema
 
 from .conftest import QueuerFactory
 
 GO_FUNCTION_NAMES = {
-    "init_job", "insert_job", "update_job_initial", "update_job_final", "update_job_final_encrypted",
-    "update_stale_jobs", "select_job", "select_all_jobs", "select_all_jobs_by_worker_rid",
-    "select_all_jobs_by_search", "add_retention_archive", "remove_retention_archive", "delete_job",
-    "select_job_from_archive", "select_all_jobs_from_archive", "select_all_jobs_from_archive_by_search",
-    "init_worker", "insert_worker", "update_worker", "delete_worker", "delete_stale_workers",
-    "select_worker", "select_all_workers", "select_all_workers_by_search", "select_all_connections",
-    "update_stale_workers", "init_master", "update_master", "select_master",
+    "init_job",
+    "insert_job",
+    "update_job_initial",
+    "update_job_final",
+    "update_job_final_encrypted",
+    "update_stale_jobs",
+    "select_job",
+    "select_all_jobs",
+    "select_all_jobs_by_worker_rid",
+    "select_all_jobs_by_search",
+    "add_retention_archive",
+    "remove_retention_archive",
+    "delete_job",
+    "select_job_from_archive",
+    "select_all_jobs_from_archive",
+    "select_all_jobs_from_archive_by_search",
+    "init_worker",
+    "insert_worker",
+    "update_worker",
+    "delete_worker",
+    "delete_stale_workers",
+    "select_worker",
+    "select_all_workers",
+    "select_all_workers_by_search",
+    "select_all_connections",
+    "update_stale_workers",
+    "init_master",
+    "update_master",
+    "select_master",
 }
 
 JOB_COLUMNS = [
-    ("id", "bigint", None), ("rid", "uuid", "gen_random_uuid()"), ("worker_id", "bigint", "0"),
-    ("worker_rid", "uuid", None), ("options", "jsonb", "'{}'::jsonb"),
+    ("id", "bigint", None),
+    ("rid", "uuid", "gen_random_uuid()"),
+    ("worker_id", "bigint", "0"),
+    ("worker_rid", "uuid", None),
+    ("options", "jsonb", "'{}'::jsonb"),
     ("task_name", "character varying(100)", "''::character varying"),
-    ("parameters", "jsonb", "'[]'::jsonb"), ("parameters_encrypted", "bytea", "'\\x'::bytea"),
-    ("parameters_keyed", "jsonb", "'{}'::jsonb"), ("parameters_keyed_encrypted", "bytea", "'\\x'::bytea"),
+    ("parameters", "jsonb", "'[]'::jsonb"),
+    ("parameters_encrypted", "bytea", "'\\x'::bytea"),
+    ("parameters_keyed", "jsonb", "'{}'::jsonb"),
+    ("parameters_keyed_encrypted", "bytea", "'\\x'::bytea"),
     ("status", "character varying(50)", "'QUEUED'::character varying"),
     ("scheduled_at", "timestamp without time zone", None),
-    ("started_at", "timestamp without time zone", None), ("schedule_count", "integer", "0"),
-    ("attempts", "integer", "0"), ("results", "jsonb", "'[]'::jsonb"),
-    ("results_encrypted", "bytea", "'\\x'::bytea"), ("error", "text", "''::text"),
+    ("started_at", "timestamp without time zone", None),
+    ("schedule_count", "integer", "0"),
+    ("attempts", "integer", "0"),
+    ("results", "jsonb", "'[]'::jsonb"),
+    ("results_encrypted", "bytea", "'\\x'::bytea"),
+    ("error", "text", "''::text"),
     ("created_at", "timestamp without time zone", "CURRENT_TIMESTAMP"),
     ("updated_at", "timestamp without time zone", "CURRENT_TIMESTAMP"),
 ]
@@ -57,14 +86,24 @@ def catalog(sql: psycopg.Connection[Any]) -> dict[str, Any]:
     """Tables, columns, indexes, triggers and functions of the database (for before/after checks)."""
     return {
         "columns": {t: columns(sql, t) for t in ("job", "job_archive", "worker", "master")},
-        "indexes": sorted(sql.execute(
-            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'").fetchall()),
-        "triggers": sorted(sql.execute(
-            "SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger "
-            "WHERE NOT tgisinternal").fetchall()),
-        "functions": sorted(r[0] for r in sql.execute(
-            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchall()),
+        "indexes": sorted(
+            sql.execute(
+                "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            ).fetchall()
+        ),
+        "triggers": sorted(
+            sql.execute(
+                "SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+                "WHERE NOT tgisinternal"
+            ).fetchall()
+        ),
+        "functions": sorted(
+            r[0]
+            for r in sql.execute(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            ).fetchall()
+        ),
     }
 
 
@@ -81,39 +120,67 @@ def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.C
     ).fetchall()
     assert sorted(identity) == [("job", "a"), ("job_archive", ""), ("worker", "a")]
     assert [c[:2] for c in columns(sql, "worker")] == [
-        ("id", "bigint"), ("rid", "uuid"), ("name", "character varying(100)"), ("options", "jsonb"),
-        ("available_tasks", "character varying[]"), ("available_next_interval", "character varying[]"),
-        ("current_concurrency", "integer"), ("max_concurrency", "integer"),
-        ("status", "character varying(50)"), ("created_at", "timestamp without time zone"),
+        ("id", "bigint"),
+        ("rid", "uuid"),
+        ("name", "character varying(100)"),
+        ("options", "jsonb"),
+        ("available_tasks", "character varying[]"),
+        ("available_next_interval", "character varying[]"),
+        ("current_concurrency", "integer"),
+        ("max_concurrency", "integer"),
+        ("status", "character varying(50)"),
+        ("created_at", "timestamp without time zone"),
         ("updated_at", "timestamp without time zone"),
     ]
     assert [c[:2] for c in columns(sql, "master")] == [
-        ("id", "integer"), ("worker_id", "bigint"), ("worker_rid", "uuid"), ("settings", "jsonb"),
-        ("created_at", "timestamp without time zone"), ("updated_at", "timestamp without time zone"),
+        ("id", "integer"),
+        ("worker_id", "bigint"),
+        ("worker_rid", "uuid"),
+        ("settings", "jsonb"),
+        ("created_at", "timestamp without time zone"),
+        ("updated_at", "timestamp without time zone"),
     ]
     cat = catalog(sql)
     names = {(t, i) for t, i, _ in cat["indexes"]}
     required = {
-        ("job", "job_pkey"), ("job", "job_rid_key"), ("job", "idx_next_interval"), ("job", "idx_job_parent_rid"),
-        ("job", "idx_job_worker_id"), ("job", "idx_job_worker_rid"), ("job", "idx_job_status"),
-        ("job", "idx_job_created_at"), ("job", "idx_job_updated_at"), ("job_archive", "job_archive_pkey"),
-        ("worker", "worker_pkey"), ("worker", "worker_rid_key"), ("worker", "idx_worker_rid"),
-        ("worker", "idx_worker_name"), ("worker", "idx_worker_status"), ("master", "master_pkey"),
-        ("master", "idx_master_worker_id"), ("master", "idx_master_worker_rid"),
+        ("job", "job_pkey"),
+        ("job", "job_rid_key"),
+        ("job", "idx_next_interval"),
+        ("job", "idx_job_parent_rid"),
+        ("job", "idx_job_worker_id"),
+        ("job", "idx_job_worker_rid"),
+        ("job", "idx_job_status"),
+        ("job", "idx_job_created_at"),
+        ("job", "idx_job_updated_at"),
+        ("job_archive", "job_archive_pkey"),
+        ("worker", "worker_pkey"),
+        ("worker", "worker_rid_key"),
+        ("worker", "idx_worker_rid"),
+        ("worker", "idx_worker_name"),
+        ("worker", "idx_worker_status"),
+        ("master", "master_pkey"),
+        ("master", "idx_master_worker_id"),
+        ("master", "idx_master_worker_rid"),
     }
     ours = {("job", "queuer_py_job_claim"), ("job_archive", "queuer_py_job_archive_rid")}
     assert names == required | ours
     defs = {i: d for _, i, d in cat["indexes"]}
-    assert "USING hash ((((options -> 'schedule'::text) ->> 'next_interval'::text)))" in defs["idx_next_interval"]
+    assert (
+        "USING hash ((((options -> 'schedule'::text) ->> 'next_interval'::text)))"
+        in defs["idx_next_interval"]
+    )
     assert "(id, updated_at)" in defs["job_archive_pkey"]
     assert [(t, n) for t, n, _ in cat["triggers"]] == [
-        ("job", "job_notify_event"), ("job_archive", "job_archive_notify_event")
+        ("job", "job_notify_event"),
+        ("job_archive", "job_archive_notify_event"),
     ]
     assert "BEFORE INSERT OR UPDATE ON public.job FOR EACH ROW" in cat["triggers"][0][2]
     assert "BEFORE INSERT ON public.job_archive FOR EACH ROW" in cat["triggers"][1][2]
     assert "notify_event" in cat["functions"]
     assert not GO_FUNCTION_NAMES & set(cat["functions"])
-    assert sql.execute("SELECT id, worker_id, worker_rid, settings FROM master").fetchall() == [(1, 0, None, {})]
+    assert sql.execute("SELECT id, worker_id, worker_rid, settings FROM master").fetchall() == [
+        (1, 0, None, {})
+    ]
 
 
 def test_install_is_idempotent_and_safe_in_parallel(
@@ -152,9 +219,7 @@ def test_installer_adopts_an_existing_notify_event(
     assert sql.execute("SELECT prosrc FROM pg_proc WHERE proname = 'notify_event'").fetchone() == body
 
 
-def test_notification_payload_is_exactly_the_contracts(
-    make_queuer: QueuerFactory, database_url: str
-) -> None:
+def test_notification_payload_is_exactly_the_contracts(make_queuer: QueuerFactory, database_url: str) -> None:
     q = make_queuer()
 
     @q.task()
@@ -174,20 +239,27 @@ def test_notification_payload_is_exactly_the_contracts(
     ]
 
 
-def test_rows_written_by_python_carry_go_types(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+def test_rows_written_by_python_carry_go_types(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
     from datetime import UTC, datetime, timedelta
 
-    q = make_queuer("typed", 1, OnError(timeout=30, max_retries=3, retry_delay=1,
-                                        retry_backoff=RetryBackoff.LINEAR))
+    q = make_queuer(
+        "typed", 1, OnError(timeout=30, max_retries=3, retry_delay=1, retry_backoff=RetryBackoff.LINEAR)
+    )
 
     @q.task()
     def noop(*args: Any) -> None: ...
 
     start = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     q.add_job_with_options(
-        Options(schedule=Schedule(start=start, max_count=3, interval=timedelta(minutes=15)),
-                metadata={"k": 1}),
-        noop, 1, 2.5, "x",
+        Options(
+            schedule=Schedule(start=start, max_count=3, interval=timedelta(minutes=15)), metadata={"k": 1}
+        ),
+        noop,
+        1,
+        2.5,
+        "x",
     )
     row = sql.execute(
         "SELECT options::text, parameters::text, parameters_keyed::text, status, scheduled_at, "
@@ -195,18 +267,34 @@ def test_rows_written_by_python_carry_go_types(make_queuer: QueuerFactory, sql: 
     ).fetchone()
     assert row is not None
     options = json.loads(row[0])
-    assert options["on_error"] == {"timeout": 30, "max_retries": 3, "retry_delay": 1, "retry_backoff": "linear"}
-    assert options["schedule"] == {"start": "2030-01-02T03:04:05Z", "max_count": 3, "interval": 900_000_000_000}
+    assert options["on_error"] == {
+        "timeout": 30,
+        "max_retries": 3,
+        "retry_delay": 1,
+        "retry_backoff": "linear",
+    }
+    assert options["schedule"] == {
+        "start": "2030-01-02T03:04:05Z",
+        "max_count": 3,
+        "interval": 900_000_000_000,
+    }
     assert options["metadata"] == {"k": 1}
     assert '"max_retries": 3,' in row[0] and '"interval": 900000000000' in row[0]  # integers, never 3.0
     assert row[1:] == ('[1, 2.5, "x"]', "{}", "SCHEDULED", datetime(2030, 1, 2, 3, 4, 5), 0, 0, "[]", "")
     worker = sql.execute("SELECT options::text, status, max_concurrency FROM worker").fetchone()
     assert worker is not None
-    assert json.loads(worker[0]) == {"timeout": 30, "max_retries": 3, "retry_delay": 1, "retry_backoff": "linear"}
+    assert json.loads(worker[0]) == {
+        "timeout": 30,
+        "max_retries": 3,
+        "retry_delay": 1,
+        "retry_backoff": "linear",
+    }
     assert worker[1:] == ("READY", 1)
 
 
-def test_job_written_the_way_go_writes_it_is_run(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+def test_job_written_the_way_go_writes_it_is_run(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
     """Go's single insert: options NULL, parameters JSON null, keyed null, scheduled_at year 1 (§1.8)."""
     q = make_queuer("py", 2)
     ran = threading.Event()
@@ -227,7 +315,9 @@ def test_job_written_the_way_go_writes_it_is_run(make_queuer: QueuerFactory, sql
     assert done.options is None and done.scheduled_at is None and done.parameters == []
 
 
-def test_go_numbers_are_coerced_by_annotation(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+def test_go_numbers_are_coerced_by_annotation(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
     q = make_queuer("coerce", 1)
 
     @q.task()

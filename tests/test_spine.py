@@ -36,6 +36,7 @@ def test_readme_snippet_runs_as_written(database_url: str, monkeypatch: pytest.M
     monkeypatch.setenv("QUEUER_DB_URL", database_url)
     q = new_queuer("exampleWorker", 3)
     try:
+
         @q.task()
         def add(a: int, b: int, scale: int = 1) -> int:
             return (a + b) * scale
