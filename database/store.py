@@ -13,6 +13,7 @@ from psycopg.rows import DictRow, dict_row
 from queuer.model import DecryptionError, Job, JobNotFoundError, Worker, WorkerNotFoundError
 from queuer.model.jsoncodec import naive_utc
 
+from .batch import copy_jobs_async
 from .config import DatabaseConfiguration
 from .job_table import JobTable, NewJob, finish_params
 from .pool import PoolType, make_pool
@@ -74,6 +75,10 @@ class Store:
                 row = await cur.fetchone()
         assert row is not None
         return self.job_from_row(row)
+
+    async def copy_jobs(self, news: Sequence[NewJob]) -> None:
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await copy_jobs_async(cur, self.jobs.copy, news)
 
     async def claim(
         self, worker_id: int, worker_rid: UUID, tasks: list[str], intervals: list[str], limit: int

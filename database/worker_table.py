@@ -45,4 +45,8 @@ class WorkerTable:
             f"(SELECT created_at, id FROM {{worker}} WHERE id = %(last_id)s)) "
             f"ORDER BY created_at DESC, id DESC LIMIT %(entries)s"
         )
-        self.task_known = compose("SELECT EXISTS (SELECT 1 FROM {worker} WHERE %s = ANY(available_tasks))")
+        # Which of the given task names no worker row lists (one query for a whole batch).
+        self.unknown_tasks = compose(
+            "SELECT n FROM unnest(%s::text[]) AS n "
+            "WHERE NOT EXISTS (SELECT 1 FROM {worker} WHERE n = ANY(available_tasks))"
+        )

@@ -11,14 +11,18 @@ import inspect
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
+import psycopg
+
 from queuer.database import DatabaseConfiguration, NewJob, install_schema
+from queuer.database.batch import copy_jobs, copy_jobs_async
 from queuer.database.listener import Listener
 from queuer.database.store import Store
 from queuer.model import (
+    BatchJob,
     Job,
     JobEvent,
     JobStatus,
@@ -44,6 +48,9 @@ log = logging.getLogger("queuer")
 
 F = TypeVar("F", bound=Callable[..., Any])
 EventCallback = Callable[[JobEvent], Any]
+TaskRef = str | Callable[..., Any]
+SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
+AsyncConn = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
 MAX_CONCURRENCY = 1000
 
 
@@ -278,46 +285,123 @@ class Queuer:
         return self._listen("delete", callback)
 
     # -- enqueue --------------------------------------------------------------------------------
-    def add_job(self, task: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+    def add_job(self, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``task(*args, **kwargs)``; positional arguments are what Go workers receive."""
         return self.add_job_with_options(None, task, *args, **kwargs)
 
-    async def add_job_async(self, task: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+    async def add_job_async(self, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
         return await self.add_job_with_options_async(None, task, *args, **kwargs)
 
-    def add_job_with_options(
-        self, options: Options | None, task: str | Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> Job:
+    def add_job_with_options(self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
         new = self._new_job(options, task, args, kwargs)
         return self._loop.call(self._insert(new))
 
     async def add_job_with_options_async(
-        self, options: Options | None, task: str | Callable[..., Any], *args: Any, **kwargs: Any
+        self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
     ) -> Job:
         new = self._new_job(options, task, args, kwargs)
         return await self._loop.call_async(self._insert(new))
 
     async def _insert(self, new: NewJob) -> Job:
-        await self._require_known_task(new.task_name)
+        await self._require_known_tasks({new.task_name})
         return await self._store.insert_job(new)
 
+    def add_jobs(self, batch: Sequence[BatchJob]) -> list[UUID]:
+        """Enqueue many jobs with one binary COPY; returns their rids in input order.
+
+        Every item is validated before anything is sent: one bad item raises and nothing is written.
+        """
+        news = self._new_jobs(batch)
+        self._loop.call(self._copy(news))
+        return [n.rid for n in news]
+
+    async def add_jobs_async(self, batch: Sequence[BatchJob]) -> list[UUID]:
+        news = self._new_jobs(batch)
+        await self._loop.call_async(self._copy(news))
+        return [n.rid for n in news]
+
+    async def _copy(self, news: list[NewJob]) -> None:
+        await self._require_known_tasks({n.task_name for n in news})
+        await self._store.copy_jobs(news)
+
+    # Transactional enqueue: the job is written on the caller's connection (or cursor) and commits or
+    # rolls back with the caller's own work; workers see it only after the commit.
+    def add_job_tx(self, conn: SyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+        """``add_job`` inside the caller's transaction (a psycopg ``Connection`` or ``Cursor``)."""
+        return self.add_job_with_options_tx(conn, None, task, *args, **kwargs)
+
+    def add_job_with_options_tx(
+        self, conn: SyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
+    ) -> Job:
+        new = self._new_job(options, task, args, kwargs)
+        self._loop.call(self._require_known_tasks({new.task_name}))
+        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
+        cur.execute(self._store.jobs.insert, new.params())
+        return self._store.job_from_row(_as_dict(cur, cur.fetchone()))
+
+    async def add_job_tx_async(self, conn: AsyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+        """``add_job`` inside the caller's transaction (an ``AsyncConnection`` or ``AsyncCursor``)."""
+        return await self.add_job_with_options_tx_async(conn, None, task, *args, **kwargs)
+
+    async def add_job_with_options_tx_async(
+        self, conn: AsyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
+    ) -> Job:
+        new = self._new_job(options, task, args, kwargs)
+        await self._loop.call_async(self._require_known_tasks({new.task_name}))
+        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
+        await cur.execute(self._store.jobs.insert, new.params())
+        return self._store.job_from_row(_as_dict(cur, await cur.fetchone()))
+
+    def add_jobs_tx(self, conn: SyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
+        """``add_jobs`` inside the caller's transaction."""
+        news = self._new_jobs(batch)
+        self._loop.call(self._require_known_tasks({n.task_name for n in news}))
+        copy_jobs(conn if isinstance(conn, psycopg.Cursor) else conn.cursor(), self._store.jobs.copy, news)
+        return [n.rid for n in news]
+
+    async def add_jobs_tx_async(self, conn: AsyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
+        news = self._new_jobs(batch)
+        await self._loop.call_async(self._require_known_tasks({n.task_name for n in news}))
+        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
+        await copy_jobs_async(cur, self._store.jobs.copy, news)
+        return [n.rid for n in news]
+
+    def _new_jobs(self, batch: Sequence[BatchJob]) -> list[NewJob]:
+        if isinstance(batch, str | bytes) or not isinstance(batch, Sequence):
+            raise ValidationError("add_jobs takes a list of BatchJob")
+        news = []
+        for index, item in enumerate(batch):
+            if not isinstance(item, BatchJob):
+                raise ValidationError(f"batch item {index} is a {type(item).__name__}, not a BatchJob")
+            if isinstance(item.parameters, str | bytes | Mapping) or not isinstance(
+                item.parameters, Sequence
+            ):
+                raise ValidationError(f"batch item {index}: parameters must be a list or tuple")
+            if not isinstance(item.parameters_keyed, Mapping):
+                raise ValidationError(f"batch item {index}: parameters_keyed must be a dict")
+            try:
+                news.append(
+                    self._new_job(
+                        item.options, item.task, tuple(item.parameters), dict(item.parameters_keyed)
+                    )
+                )
+            except ValidationError as exc:
+                raise type(exc)(f"batch item {index}: {exc}") from exc
+        return news
+
     def _new_job(
-        self,
-        options: Options | None,
-        task: str | Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        self, options: Options | None, task: TaskRef, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> NewJob:
         """Validate and encode one job without I/O; every problem raises here, before any write."""
         if self._closed:
             raise QueuerStateError("this queuer has been stopped")
         if options is not None and not isinstance(options, Options):
             raise ValidationError(f"options must be an Options, got {type(options).__name__}")
+        if any(not isinstance(k, str) for k in kwargs):
+            raise ValidationError("keyword parameter names must be strings")
         name = self.registry.name_of(task)
         opts = (options or Options()).with_defaults(self.default_on_error, current_job_rid.get())
         schedule = opts.schedule
-        if schedule is not None and schedule.next_interval and self._runtime is None:
-            pass  # next-interval names are checked against this queuer in issue 5's validation
         return NewJob(
             rid=uuid7(),
             options_json=dumps(opts.to_json(), "options"),
@@ -328,16 +412,19 @@ class Queuer:
             scheduled_at=naive_utc(schedule.start) if schedule else None,
         )
 
-    async def _require_known_task(self, name: str) -> None:
+    async def _require_known_tasks(self, names: set[str]) -> None:
         """A task is known when this queuer or any worker row in the database lists it."""
-        if name in self.registry.tasks or name in self._known_remote_tasks:
+        missing = names - self.registry.tasks.keys() - self._known_remote_tasks
+        if not missing:
             return
-        rows = await self._store.execute(self._store.workers.task_known, (name,))
-        if not rows or not rows[0]["exists"]:
+        rows = await self._store.execute(self._store.workers.unknown_tasks, (sorted(missing),))
+        unknown = sorted(str(r["n"]) for r in rows)
+        if unknown:
             raise UnknownTaskError(
-                f"no worker has registered a task named {name!r}; register it with add_task first"
+                f"no worker has registered a task named {', '.join(map(repr, unknown))}; "
+                "register it with add_task first"
             )
-        self._known_remote_tasks.add(name)
+        self._known_remote_tasks.update(missing)
 
     # -- reading --------------------------------------------------------------------------------
     def get_job(self, rid: UUID) -> Job:
@@ -429,6 +516,14 @@ class Queuer:
                 waiting.remove(fut)
                 if not waiting:
                     del self._waiters[rid]
+
+
+def _as_dict(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], row: Any) -> dict[str, Any]:
+    """A row of the caller's cursor as a dict, whatever row factory the caller uses."""
+    if isinstance(row, Mapping):
+        return dict(row)
+    names = [c.name for c in cur.description or []]
+    return dict(zip(names, row, strict=True))
 
 
 def new_queuer(name: str, max_concurrency: int, *on_error: OnError, **settings: Any) -> Queuer:
