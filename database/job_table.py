@@ -7,8 +7,7 @@ pooled connection, or on the caller's own connection for transactional enqueue.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from psycopg import sql
@@ -102,9 +101,8 @@ LIMIT %(entries)s
 """
 
 
-@dataclass(frozen=True)
-class NewJob:
-    """The values of one job insert, already validated and encoded."""
+class NewJob(NamedTuple):
+    """The values of one job insert, already validated and encoded (in the insert's order)."""
 
     rid: UUID
     options_json: str
@@ -116,16 +114,7 @@ class NewJob:
     schedule_count: int = 0
 
     def params(self) -> tuple[Any, ...]:
-        return (
-            self.rid,
-            self.options_json,
-            self.task_name,
-            self.parameters_json,
-            self.parameters_keyed_json,
-            self.status,
-            self.scheduled_at,
-            self.schedule_count,
-        )
+        return tuple(self)
 
 
 # Columns written by the COPY of add_jobs, in this order.

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from psycopg import AsyncConnection
-from psycopg.rows import DictRow, dict_row
+from psycopg import Connection
+from psycopg.rows import DictRow
+from psycopg_pool import ConnectionPool
 from queuer.model import DecryptionError, Job, JobNotFoundError, Worker, WorkerNotFoundError
 from queuer.model.jsoncodec import naive_utc
 
-from .batch import copy_jobs_async
 from .config import DatabaseConfiguration
 from .job_table import JobTable, NewJob, finish_params
-from .pool import PoolType, make_pool
+from .pool import PoolType, connection_kwargs, make_pool
 from .worker_table import WorkerTable
 
 _ENCRYPTED = (
@@ -42,6 +44,32 @@ class Store:
         self.jobs = JobTable(config.schema)
         self.workers = WorkerTable(config.schema)
         self.codec = codec
+        self._pool_size = pool_size
+        self._sync_pool: ConnectionPool[Connection[DictRow]] | None = None
+        self._sync_lock = threading.Lock()
+
+    def sync_connection(self) -> AbstractContextManager[Connection[DictRow]]:
+        """A connection for blocking calls from the caller's thread (a pool opened on first use),
+        so a blocking ``add_job`` costs one round trip and no hop to the event loop."""
+        if self._sync_pool is None:
+            with self._sync_lock:
+                if self._sync_pool is None:
+                    self._sync_pool = ConnectionPool(
+                        self.config.conninfo(),
+                        min_size=1,
+                        max_size=self._pool_size,
+                        kwargs=connection_kwargs(self.config),
+                        connection_class=Connection[DictRow],
+                        name="queuer-sync",
+                        open=True,
+                    )
+        return self._sync_pool.connection()
+
+    def close_sync(self) -> None:
+        with self._sync_lock:
+            if self._sync_pool is not None:
+                self._sync_pool.close()
+                self._sync_pool = None
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -64,22 +92,6 @@ class Store:
         return Job.from_row(values)
 
     # -- jobs -----------------------------------------------------------------------------------
-    async def insert_job(self, new: NewJob, conn: AsyncConnection[Any] | None = None) -> Job:
-        if conn is not None:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(self.jobs.insert, new.params())
-                row = await cur.fetchone()
-        else:
-            async with self.pool.connection() as pooled:
-                cur = await pooled.execute(self.jobs.insert, new.params())
-                row = await cur.fetchone()
-        assert row is not None
-        return self.job_from_row(row)
-
-    async def copy_jobs(self, news: Sequence[NewJob]) -> None:
-        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await copy_jobs_async(cur, self.jobs.copy, news)
-
     async def claim(
         self, worker_id: int, worker_rid: UUID, tasks: list[str], intervals: list[str], limit: int
     ) -> list[Job]:

@@ -13,7 +13,17 @@ from .errors import (
     WaitTimeoutError,
     WorkerNotFoundError,
 )
-from .job import ENDED_STATUSES, JOB_COLUMNS, BatchJob, Job, JobEvent, JobStatus, results_of, uuid7
+from .job import (
+    ENDED_STATUSES,
+    JOB_COLUMNS,
+    BatchJob,
+    Job,
+    JobEvent,
+    JobStatus,
+    results_of,
+    uuid7,
+    uuid7_batch,
+)
 from .options import OnError, Options, RetryBackoff, Schedule, validate_name
 from .worker import Master, MasterSettings, Worker, WorkerStatus
 
@@ -45,5 +55,6 @@ __all__ = [
     "WorkerStatus",
     "results_of",
     "uuid7",
+    "uuid7_batch",
     "validate_name",
 ]

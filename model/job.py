@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from .options import Options
 
@@ -117,7 +117,7 @@ class JobEvent:
     channel: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class BatchJob:
     """One item of ``add_jobs``: a task (callable or name), its arguments and optional options."""
 
@@ -138,11 +138,27 @@ def results_of(value: Any) -> list[Any]:
 
 def uuid7() -> UUID:
     """A time-ordered UUID (RFC 9562 version 7): keeps the rid index compact for bulk inserts."""
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (millis & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= (rand >> 64 & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    return UUID(int=value)
+    return uuid7_batch(1)[0]
+
+
+_RAND_A = 0xFFF
+_RAND_B = (1 << 62) - 1
+
+
+def uuid7_batch(count: int) -> list[UUID]:
+    """``count`` version-7 UUIDs sharing the current millisecond, with 74 random bits each.
+
+    Built from integers without ``UUID.__init__``'s argument parsing, which costs more than the
+    rest of an enqueue (``UUID`` keeps exactly ``int`` and ``is_safe`` in its slots).
+    """
+    base = (time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | 0b10 << 62
+    rand = os.urandom(10 * count)
+    new, set_attr, unknown = object.__new__, object.__setattr__, SafeUUID.unknown
+    out = []
+    for i in range(0, 10 * count, 10):
+        r = int.from_bytes(rand[i : i + 10], "big")
+        u = new(UUID)
+        set_attr(u, "int", base | (r >> 62 & _RAND_A) << 64 | r & _RAND_B)
+        set_attr(u, "is_safe", unknown)
+        out.append(u)
+    return out

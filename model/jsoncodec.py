@@ -70,9 +70,15 @@ def require_seconds(name: str, value: Any) -> float:
     return value
 
 
+# One encoder for every call: json.dumps with non-default arguments builds a new one each time.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def dumps(value: Any, what: str) -> str:
     """Compact JSON text; NaN, Infinity and unknown types raise ``NotSerializableError``."""
+    if not value and isinstance(value, list | tuple | dict):
+        return "{}" if isinstance(value, dict) else "[]"
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise NotSerializableError(f"{what} is not JSON-serialisable: {exc}") from exc

@@ -35,6 +35,7 @@ from queuer.model import (
     Worker,
     WorkerStatus,
     uuid7,
+    uuid7_batch,
     validate_name,
 )
 from queuer.model.jsoncodec import dumps, naive_utc
@@ -47,6 +48,7 @@ from .tasks import TaskRegistry
 log = logging.getLogger("queuer")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 EventCallback = Callable[[JobEvent], Any]
 TaskRef = str | Callable[..., Any]
 SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
@@ -87,6 +89,7 @@ class Queuer:
         self.name = name
         self.max_concurrency = max_concurrency
         self.default_on_error = on_error[0] if on_error else None
+        self._default_options_json = dumps(Options(on_error=self.default_on_error).to_json(), "options")
         self.settings = RuntimeSettings(poll_interval=poll_interval, heartbeat_interval=heartbeat_interval)
         self.registry = TaskRegistry()
         codec = None
@@ -186,10 +189,12 @@ class Queuer:
             self._loop.call(self._stop(grace_seconds))
         finally:
             self._loop.close()
+            self._store.close_sync()
 
     async def stop_async(self, grace_seconds: float = 30.0) -> None:
         await self._loop.call_async(self._stop(grace_seconds))
         self._loop.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._store.close_sync)
 
     async def _stop(self, grace: float) -> None:
         if self._closed:
@@ -294,17 +299,14 @@ class Queuer:
 
     def add_job_with_options(self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
         new = self._new_job(options, task, args, kwargs)
-        return self._loop.call(self._insert(new))
+        with self._store.sync_connection() as conn:
+            return self._insert_sync(conn, new)
 
     async def add_job_with_options_async(
         self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
     ) -> Job:
         new = self._new_job(options, task, args, kwargs)
-        return await self._loop.call_async(self._insert(new))
-
-    async def _insert(self, new: NewJob) -> Job:
-        await self._require_known_tasks({new.task_name})
-        return await self._store.insert_job(new)
+        return await self._loop.call_async(self._on_pooled(self._insert_async, new))
 
     def add_jobs(self, batch: Sequence[BatchJob]) -> list[UUID]:
         """Enqueue many jobs with one binary COPY; returns their rids in input order.
@@ -312,79 +314,125 @@ class Queuer:
         Every item is validated before anything is sent: one bad item raises and nothing is written.
         """
         news = self._new_jobs(batch)
-        self._loop.call(self._copy(news))
+        with self._store.sync_connection() as conn, conn.transaction():
+            self._copy_sync(conn, news)
         return [n.rid for n in news]
 
     async def add_jobs_async(self, batch: Sequence[BatchJob]) -> list[UUID]:
         news = self._new_jobs(batch)
-        await self._loop.call_async(self._copy(news))
+        await self._loop.call_async(self._on_pooled(self._copy_async, news))
         return [n.rid for n in news]
 
-    async def _copy(self, news: list[NewJob]) -> None:
-        await self._require_known_tasks({n.task_name for n in news})
-        await self._store.copy_jobs(news)
-
     # Transactional enqueue: the job is written on the caller's connection (or cursor) and commits or
-    # rolls back with the caller's own work; workers see it only after the commit.
+    # rolls back with the caller's own work; workers see it only after the commit. The blocking and
+    # async methods above are these same code paths on a pooled connection.
     def add_job_tx(self, conn: SyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
         """``add_job`` inside the caller's transaction (a psycopg ``Connection`` or ``Cursor``)."""
-        return self.add_job_with_options_tx(conn, None, task, *args, **kwargs)
+        return self._insert_sync(conn, self._new_job(None, task, args, kwargs))
 
     def add_job_with_options_tx(
         self, conn: SyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
     ) -> Job:
-        new = self._new_job(options, task, args, kwargs)
-        self._loop.call(self._require_known_tasks({new.task_name}))
-        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
-        cur.execute(self._store.jobs.insert, new.params())
-        return self._store.job_from_row(_as_dict(cur, cur.fetchone()))
+        return self._insert_sync(conn, self._new_job(options, task, args, kwargs))
 
     async def add_job_tx_async(self, conn: AsyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
         """``add_job`` inside the caller's transaction (an ``AsyncConnection`` or ``AsyncCursor``)."""
-        return await self.add_job_with_options_tx_async(conn, None, task, *args, **kwargs)
+        return await self._insert_async(conn, self._new_job(None, task, args, kwargs))
 
     async def add_job_with_options_tx_async(
         self, conn: AsyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
     ) -> Job:
-        new = self._new_job(options, task, args, kwargs)
-        await self._loop.call_async(self._require_known_tasks({new.task_name}))
-        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
-        await cur.execute(self._store.jobs.insert, new.params())
-        return self._store.job_from_row(_as_dict(cur, await cur.fetchone()))
+        return await self._insert_async(conn, self._new_job(options, task, args, kwargs))
 
     def add_jobs_tx(self, conn: SyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
         """``add_jobs`` inside the caller's transaction."""
         news = self._new_jobs(batch)
-        self._loop.call(self._require_known_tasks({n.task_name for n in news}))
-        copy_jobs(conn if isinstance(conn, psycopg.Cursor) else conn.cursor(), self._store.jobs.copy, news)
+        self._copy_sync(conn, news)
         return [n.rid for n in news]
 
     async def add_jobs_tx_async(self, conn: AsyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
         news = self._new_jobs(batch)
-        await self._loop.call_async(self._require_known_tasks({n.task_name for n in news}))
-        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
-        await copy_jobs_async(cur, self._store.jobs.copy, news)
+        await self._copy_async(conn, news)
         return [n.rid for n in news]
 
+    def _insert_sync(self, conn: SyncConn, new: NewJob) -> Job:
+        self._loop.refuse_blocking()
+        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
+        self._check_tasks_sync(cur, {new.task_name})
+        cur.execute(self._store.jobs.insert, new.params())
+        return self._store.job_from_row(_as_dict(cur, cur.fetchone()))
+
+    async def _insert_async(self, conn: AsyncConn, new: NewJob) -> Job:
+        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
+        await self._check_tasks_async(cur, {new.task_name})
+        await cur.execute(self._store.jobs.insert, new.params())
+        return self._store.job_from_row(_as_dict(cur, await cur.fetchone()))
+
+    def _copy_sync(self, conn: SyncConn, news: list[NewJob]) -> None:
+        self._loop.refuse_blocking()
+        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
+        self._check_tasks_sync(cur, {n.task_name for n in news})
+        copy_jobs(cur, self._store.jobs.copy, news)
+
+    async def _copy_async(self, conn: AsyncConn, news: list[NewJob]) -> None:
+        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
+        await self._check_tasks_async(cur, {n.task_name for n in news})
+        await copy_jobs_async(cur, self._store.jobs.copy, news)
+
+    async def _on_pooled(self, write: Callable[[AsyncConn, Any], Coroutine[Any, Any, T]], arg: Any) -> T:
+        """Run ``write`` on a pooled connection in one transaction (on the Queuer's loop)."""
+        async with self._store.pool.connection() as conn, conn.transaction():
+            return await write(conn, arg)
+
+    # A task is known when this queuer or any worker row in the database lists it. Names found in
+    # the database are remembered, so the check costs a query only the first time.
+    def _check_tasks_sync(self, cur: psycopg.Cursor[Any], names: set[str]) -> None:
+        missing = sorted(names - self.registry.tasks.keys() - self._known_remote_tasks)
+        if missing:
+            cur.execute(self._store.workers.unknown_tasks, (missing,))
+            self._note_known(missing, cur.fetchall())
+
+    async def _check_tasks_async(self, cur: psycopg.AsyncCursor[Any], names: set[str]) -> None:
+        missing = sorted(names - self.registry.tasks.keys() - self._known_remote_tasks)
+        if missing:
+            await cur.execute(self._store.workers.unknown_tasks, (missing,))
+            self._note_known(missing, await cur.fetchall())
+
+    def _note_known(self, asked: list[str], unknown_rows: list[Any]) -> None:
+        unknown = [str(r["n"] if isinstance(r, Mapping) else r[0]) for r in unknown_rows]
+        if unknown:
+            raise UnknownTaskError(
+                f"no worker has registered a task named {', '.join(map(repr, unknown))}; "
+                "register it with add_task first"
+            )
+        self._known_remote_tasks.update(asked)
+
     def _new_jobs(self, batch: Sequence[BatchJob]) -> list[NewJob]:
+        """Validate and encode a whole batch; per-batch work (rids, parent, names) is done once."""
         if isinstance(batch, str | bytes) or not isinstance(batch, Sequence):
             raise ValidationError("add_jobs takes a list of BatchJob")
+        rids = uuid7_batch(len(batch))
+        parent = current_job_rid.get()
+        names: dict[Any, str] = {}
         news = []
         for index, item in enumerate(batch):
-            if not isinstance(item, BatchJob):
-                raise ValidationError(f"batch item {index} is a {type(item).__name__}, not a BatchJob")
-            if isinstance(item.parameters, str | bytes | Mapping) or not isinstance(
-                item.parameters, Sequence
-            ):
-                raise ValidationError(f"batch item {index}: parameters must be a list or tuple")
-            if not isinstance(item.parameters_keyed, Mapping):
-                raise ValidationError(f"batch item {index}: parameters_keyed must be a dict")
             try:
-                news.append(
-                    self._new_job(
-                        item.options, item.task, tuple(item.parameters), dict(item.parameters_keyed)
-                    )
-                )
+                if not isinstance(item, BatchJob):
+                    raise ValidationError(f"{type(item).__name__} is not a BatchJob")
+                params, keyed = item.parameters, item.parameters_keyed
+                if type(params) is not list and type(params) is not tuple:
+                    if isinstance(params, str | bytes | Mapping) or not isinstance(params, Sequence):
+                        raise ValidationError("parameters must be a list or tuple")
+                    params = list(params)
+                if type(keyed) is not dict:
+                    if not isinstance(keyed, Mapping):
+                        raise ValidationError("parameters_keyed must be a dict")
+                    keyed = dict(keyed)
+                try:
+                    name = names[item.task]
+                except (KeyError, TypeError):
+                    name = names[item.task] = self.registry.name_of(item.task)
+                news.append(self._encode(item.options, name, params, keyed, rids[index], parent))
             except ValidationError as exc:
                 raise type(exc)(f"batch item {index}: {exc}") from exc
         return news
@@ -393,38 +441,41 @@ class Queuer:
         self, options: Options | None, task: TaskRef, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> NewJob:
         """Validate and encode one job without I/O; every problem raises here, before any write."""
+        return self._encode(
+            options, self.registry.name_of(task), args, kwargs, uuid7(), current_job_rid.get()
+        )
+
+    def _encode(
+        self,
+        options: Options | None,
+        name: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        rid: UUID,
+        parent: UUID | None,
+    ) -> NewJob:
         if self._closed:
             raise QueuerStateError("this queuer has been stopped")
-        if options is not None and not isinstance(options, Options):
-            raise ValidationError(f"options must be an Options, got {type(options).__name__}")
-        if any(not isinstance(k, str) for k in kwargs):
+        schedule = None
+        if options is None and parent is None:
+            options_json = self._default_options_json
+        else:
+            if options is not None and not isinstance(options, Options):
+                raise ValidationError(f"options must be an Options, got {type(options).__name__}")
+            opts = (options or Options()).with_defaults(self.default_on_error, parent)
+            schedule = opts.schedule
+            options_json = dumps(opts.to_json(), "options")
+        if kwargs and any(type(k) is not str for k in kwargs):
             raise ValidationError("keyword parameter names must be strings")
-        name = self.registry.name_of(task)
-        opts = (options or Options()).with_defaults(self.default_on_error, current_job_rid.get())
-        schedule = opts.schedule
         return NewJob(
-            rid=uuid7(),
-            options_json=dumps(opts.to_json(), "options"),
+            rid=rid,
+            options_json=options_json,
             task_name=name,
-            parameters_json=dumps(list(args), "parameters"),
+            parameters_json=dumps(args, "parameters"),
             parameters_keyed_json=dumps(kwargs, "keyword parameters"),
             status=JobStatus.SCHEDULED.value if schedule else JobStatus.QUEUED.value,
             scheduled_at=naive_utc(schedule.start) if schedule else None,
         )
-
-    async def _require_known_tasks(self, names: set[str]) -> None:
-        """A task is known when this queuer or any worker row in the database lists it."""
-        missing = names - self.registry.tasks.keys() - self._known_remote_tasks
-        if not missing:
-            return
-        rows = await self._store.execute(self._store.workers.unknown_tasks, (sorted(missing),))
-        unknown = sorted(str(r["n"]) for r in rows)
-        if unknown:
-            raise UnknownTaskError(
-                f"no worker has registered a task named {', '.join(map(repr, unknown))}; "
-                "register it with add_task first"
-            )
-        self._known_remote_tasks.update(missing)
 
     # -- reading --------------------------------------------------------------------------------
     def get_job(self, rid: UUID) -> Job:

@@ -30,14 +30,19 @@ class LoopThread:
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and block the calling thread until it is done."""
+    def refuse_blocking(self) -> None:
+        """Blocking I/O on the loop's own thread would stall every job: refuse it."""
         if self.in_loop_thread():
-            coro.close()
             raise QueuerStateError(
                 "a blocking queuer method was called on the queuer's own event loop (from an async "
                 "task); use its *_async twin instead"
             )
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and block the calling thread until it is done."""
+        if self.in_loop_thread():
+            coro.close()
+            self.refuse_blocking()
         if self.loop.is_closed():
             coro.close()
             raise QueuerStateError("this queuer has been stopped")

@@ -1,0 +1,59 @@
+"""Shared helpers of the benchmarks: a scratch database, timing, and recording results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from queuer import DatabaseConfiguration
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def server_dsn() -> str:
+    return os.environ.get("QUEUER_BENCH_DSN", DEFAULT_DSN)
+
+
+@contextmanager
+def scratch_database() -> Iterator[tuple[str, DatabaseConfiguration]]:
+    """A fresh database on the benchmark server, dropped afterwards: (url, configuration)."""
+    name = f"queuer_bench_{uuid.uuid4().hex[:10]}"
+    admin = server_dsn()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = admin.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url, DatabaseConfiguration.from_url(url, sslmode="disable")
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def machine() -> dict[str, Any]:
+    load1, load5, _ = os.getloadavg()
+    return {
+        "cpus": os.cpu_count(),
+        "load_1m_before": round(load1, 2),
+        "load_5m_before": round(load5, 2),
+        "python": platform.python_version(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def record(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(json.dumps(data, indent=2))
+    print(f"written to {path}")
+    return path
