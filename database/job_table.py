@@ -78,7 +78,7 @@ RETURNING j.id
 # Cancel: the archive move with status CANCELLED, results and error copied from the row (§5.8).
 _CANCEL = f"""
 WITH moved AS (
-    DELETE FROM {{job}} WHERE rid = %s AND status IN ('QUEUED', 'SCHEDULED', 'RUNNING') RETURNING *
+    DELETE FROM {{job}} WHERE {{where}} AND status IN ('QUEUED', 'SCHEDULED', 'RUNNING') RETURNING *
 )
 INSERT INTO {{job_archive}} ({_COLS})
 SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameters_encrypted,
@@ -157,7 +157,8 @@ class JobTable:
         self.claim = compose(_CLAIM)
         self.finish = compose(_FINISH)
         self.requeue = compose(_REQUEUE)
-        self.cancel = compose(_CANCEL)
+        self.cancel = compose(_CANCEL, where=sql.SQL("rid = %s"))
+        self.cancel_by_worker = compose(_CANCEL, where=sql.SQL("worker_rid = %s"))
         self.select_job = compose(_SELECT_ONE, table=names["job"])
         self.select_ended = compose(_SELECT_ONE, table=names["job_archive"])
         self.page_jobs = compose(_SELECT_PAGE, table=names["job"], filter=sql.SQL("TRUE"))

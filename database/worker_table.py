@@ -40,6 +40,14 @@ class WorkerTable:
             f"WHERE id = %s RETURNING status, max_concurrency"
         )
         self.select = compose(f"SELECT {_COLS} FROM {{worker}} WHERE rid = %s")
+        # Stop requests from any process (§5.9): STOPPED = stop now, STOPPING = drain, then stop.
+        self.request_stop = compose(
+            f"UPDATE {{worker}} SET status = %s, updated_at = {NOW_UTC} "
+            f"WHERE rid = %s AND status <> 'STOPPED' RETURNING {_COLS}"
+        )
+        self.set_draining = compose(
+            f"UPDATE {{worker}} SET max_concurrency = 0, updated_at = {NOW_UTC} WHERE id = %s"
+        )
         self.page = compose(
             f"SELECT {_COLS} FROM {{worker}} WHERE (%(last_id)s = 0 OR (created_at, id) < "
             f"(SELECT created_at, id FROM {{worker}} WHERE id = %(last_id)s)) "

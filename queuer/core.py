@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import logging
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
@@ -20,12 +21,16 @@ import psycopg
 from queuer.database import DatabaseConfiguration, NewJob, install_schema
 from queuer.database.batch import copy_jobs, copy_jobs_async
 from queuer.database.listener import Listener
+from queuer.database.master_table import MasterTable
 from queuer.database.store import Store
 from queuer.model import (
     BatchJob,
     Job,
     JobEvent,
+    JobNotFoundError,
     JobStatus,
+    Master,
+    MasterSettings,
     OnError,
     Options,
     QueuerStateError,
@@ -38,9 +43,11 @@ from queuer.model import (
     uuid7_batch,
     validate_name,
 )
+from queuer.model.job import utc_or_none
 from queuer.model.jsoncodec import dumps, naive_utc
 
 from .loop import LoopThread
+from .master import MasterRole
 from .runner import current_job_rid
 from .runtime import Runtime, RuntimeSettings
 from .tasks import TaskRegistry
@@ -74,6 +81,7 @@ class Queuer:
         poll_interval: float = 2.0,
         heartbeat_interval: float = 5.0,
         pool_size: int = 5,
+        process_tasks: bool = False,
     ) -> None:
         validate_name("worker", name)
         if (
@@ -87,6 +95,7 @@ class Queuer:
         if poll_interval <= 0 or not 0 < heartbeat_interval <= 30:
             raise ValidationError("poll_interval must be > 0 and heartbeat_interval in (0, 30] seconds")
         self.name = name
+        self.process_tasks = process_tasks
         self.max_concurrency = max_concurrency
         self.default_on_error = on_error[0] if on_error else None
         self._default_options_json = dumps(Options(on_error=self.default_on_error).to_json(), "options")
@@ -104,6 +113,10 @@ class Queuer:
         self._listener: Listener | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._runtime: Runtime | None = None
+        self._master: MasterRole | None = None
+        self._master_task: asyncio.Task[None] | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._stopped = threading.Event()
         self._background: set[asyncio.Task[Any]] = set()  # strong references until done
         self._closed = False
         self._loop = LoopThread(f"queuer-{name}")
@@ -126,25 +139,32 @@ class Queuer:
         self.stop()
 
     # -- tasks ----------------------------------------------------------------------------------
-    def add_task(self, fn: F) -> F:
-        """Register ``fn`` under its ``__name__``."""
-        self.registry.add(fn)
+    def add_task(self, fn: F, *, process: bool | None = None) -> F:
+        """Register ``fn`` under its ``__name__``.
+
+        ``process=True`` runs a plain function in a process of its own, so a timeout or a
+        cancellation can kill it (the function must be picklable: defined at module level).
+        The default comes from the queuer's ``process_tasks`` setting."""
+        self.registry.add(fn, None, self._in_process(process))
         self._sync_capabilities()
         return fn
 
-    def add_task_with_name(self, fn: F, name: str) -> F:
+    def add_task_with_name(self, fn: F, name: str, *, process: bool | None = None) -> F:
         """Register ``fn`` under an explicit name (the routing key shared with Go workers)."""
-        self.registry.add(fn, name)
+        self.registry.add(fn, name, self._in_process(process))
         self._sync_capabilities()
         return fn
 
-    def task(self) -> Callable[[F], F]:
+    def task(self, *, process: bool | None = None) -> Callable[[F], F]:
         """Decorator form of ``add_task``."""
-        return self.add_task
+        return lambda fn: self.add_task(fn, process=process)
 
-    def task_with_name(self, name: str) -> Callable[[F], F]:
+    def task_with_name(self, name: str, *, process: bool | None = None) -> Callable[[F], F]:
         """Decorator form of ``add_task_with_name``."""
-        return lambda fn: self.add_task_with_name(fn, name)
+        return lambda fn: self.add_task_with_name(fn, name, process=process)
+
+    def _in_process(self, process: bool | None) -> bool:
+        return self.process_tasks if process is None else process
 
     def _sync_capabilities(self) -> None:
         tasks, intervals = list(self.registry.tasks), list(self.registry.next_intervals)
@@ -156,11 +176,19 @@ class Queuer:
             self._loop.loop.call_soon_threadsafe(self._runtime.wake.set)
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start claiming and running jobs; returns once listener, poller and heartbeat run."""
-        self._loop.call(self._start())
+    def start(self, master_settings: MasterSettings | None = None) -> None:
+        """Start claiming and running jobs; returns once listener, poller and heartbeat run.
 
-    async def _start(self) -> None:
+        With ``master_settings`` this worker also takes part in the master election (one worker
+        at a time handles dead workers and their jobs, see the README)."""
+        if master_settings is not None and not isinstance(master_settings, MasterSettings):
+            raise ValidationError("master_settings must be a MasterSettings")
+        self._loop.call(self._start(master_settings))
+
+    async def start_async(self, master_settings: MasterSettings | None = None) -> None:
+        await self._loop.call_async(self._start(master_settings))
+
+    async def _start(self, master_settings: MasterSettings | None) -> None:
         if self._closed:
             raise QueuerStateError("this queuer has been stopped")
         if self._runtime is not None:
@@ -179,11 +207,19 @@ class Queuer:
             self._on_stop_request,
         )
         self._runtime.start()
+        if master_settings is not None:
+            self._master = MasterRole(self._store, self.worker.id, self.worker.rid, master_settings)
+            self._master_task = asyncio.get_running_loop().create_task(self._master.run())
+
+    @property
+    def is_master(self) -> bool:
+        """True while this worker holds the master role."""
+        return self._master is not None and self._master.is_master
 
     def stop(self, grace_seconds: float = 30.0) -> None:
         """Stop claiming, let running jobs finish (up to ``grace_seconds``; the rest are put back
         in the queue), write pending completions, mark the worker STOPPED and close connections."""
-        if self._closed:
+        if self._loop.loop.is_closed():
             return
         try:
             self._loop.call(self._stop(grace_seconds))
@@ -192,17 +228,31 @@ class Queuer:
             self._store.close_sync()
 
     async def stop_async(self, grace_seconds: float = 30.0) -> None:
+        if self._loop.loop.is_closed():
+            return
         await self._loop.call_async(self._stop(grace_seconds))
         self._loop.close()
         await asyncio.get_running_loop().run_in_executor(None, self._store.close_sync)
 
-    async def _stop(self, grace: float) -> None:
-        if self._closed:
-            return
+    def wait_until_stopped(self, timeout_seconds: float | None = None) -> bool:
+        """Block until this worker has stopped (e.g. by a stop request from another process)."""
+        return self._stopped.wait(timeout_seconds)
+
+    async def _stop(self, grace: float | None, cancel_running: bool = False) -> None:
+        """Shut down once; later calls wait for the same shutdown."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self._shutdown(grace, cancel_running))
+        await asyncio.shield(self._stop_task)
+
+    async def _shutdown(self, grace: float | None, cancel_running: bool) -> None:
         self._closed = True
-        if self._runtime is not None:
-            await self._runtime.drain(grace)
         try:
+            if self._master is not None and self._master_task is not None:
+                self._master_task.cancel()
+                await asyncio.gather(self._master_task, return_exceptions=True)
+                await self._master.release()
+            if self._runtime is not None:
+                await self._runtime.drain(grace, cancel_running)
             rows = await self._store.execute(self._store.workers.set_status, ("STOPPED", self.worker.id))
             if rows:
                 self.worker = Worker.from_row(rows[0])
@@ -215,14 +265,61 @@ class Queuer:
                     if not fut.done():
                         fut.cancel()
             await self._store.close()
+            self._stopped.set()
 
     def _on_stop_request(self, status: WorkerStatus) -> None:
         """Our row says STOPPED or STOPPING (written by another process): obey it (§5.9)."""
-        if self._runtime is None or self._closed:
+        if self._closed:
             return
-        grace = 0.0 if status is WorkerStatus.STOPPED else 3600.0
-        log.info("worker %s: row set to %s by another process; stopping", self.worker.rid, status.value)
-        self._spawn(self._stop(grace))
+        log.info("worker %s: row set to %s by another process", self.worker.rid, status.value)
+        if status is WorkerStatus.STOPPED:
+            self._spawn(self._stop(0.0, cancel_running=True))
+        else:
+            self._spawn(self._drain_on_request())
+
+    async def _drain_on_request(self) -> None:
+        await self._store.execute(self._store.workers.set_draining, (self.worker.id,))
+        await self._stop(None)
+
+    # -- other workers --------------------------------------------------------------------------
+    def stop_worker(self, worker_rid: UUID) -> Worker:
+        """Ask any worker (Python or Go) to stop now: its row becomes STOPPED, it cancels its
+        running jobs and exits at its next heartbeat."""
+        return self._loop.call(self._request_stop(worker_rid, WorkerStatus.STOPPED))
+
+    async def stop_worker_async(self, worker_rid: UUID) -> Worker:
+        return await self._loop.call_async(self._request_stop(worker_rid, WorkerStatus.STOPPED))
+
+    def stop_worker_gracefully(self, worker_rid: UUID) -> Worker:
+        """Ask any worker to drain: its row becomes STOPPING; it finishes what runs, takes nothing
+        new, then marks itself STOPPED."""
+        return self._loop.call(self._request_stop(worker_rid, WorkerStatus.STOPPING))
+
+    async def stop_worker_gracefully_async(self, worker_rid: UUID) -> Worker:
+        return await self._loop.call_async(self._request_stop(worker_rid, WorkerStatus.STOPPING))
+
+    async def _request_stop(self, worker_rid: UUID, status: WorkerStatus) -> Worker:
+        rows = await self._store.execute(self._store.workers.request_stop, (status.value, worker_rid))
+        if not rows:
+            return await self._store.get_worker(worker_rid)  # raises when absent; else already STOPPED
+        return Worker.from_row(rows[0])
+
+    def get_master(self) -> Master:
+        """The master row: who holds the role, its settings, when it was last renewed."""
+        return self._loop.call(self._get_master())
+
+    async def get_master_async(self) -> Master:
+        return await self._loop.call_async(self._get_master())
+
+    async def _get_master(self) -> Master:
+        rows = await self._store.execute(MasterTable(self._store.config.schema).select, ())
+        row = rows[0]
+        return Master(
+            worker_id=row["worker_id"],
+            worker_rid=row["worker_rid"],
+            settings=MasterSettings.from_json(row["settings"]),
+            updated_at=utc_or_none(row["updated_at"]),
+        )
 
     # -- notifications --------------------------------------------------------------------------
     async def _ensure_listener(self) -> None:
@@ -535,10 +632,35 @@ class Queuer:
     async def _cancel(self, rid: UUID) -> Job:
         job = await self._store.cancel(rid)
         if job is None:
-            from queuer.model import JobNotFoundError
-
             raise JobNotFoundError(f"no queued, scheduled or running job with rid {rid}")
         return job
+
+    def cancel_all_jobs_by_worker(self, worker_rid: UUID) -> list[Job]:
+        """Cancel every job in ``job`` that names this worker (running or handed back); archived
+        CANCELLED in one statement. Returns the cancelled jobs."""
+        return self._loop.call(self._cancel_by_worker(worker_rid))
+
+    async def cancel_all_jobs_by_worker_async(self, worker_rid: UUID) -> list[Job]:
+        return await self._loop.call_async(self._cancel_by_worker(worker_rid))
+
+    async def _cancel_by_worker(self, worker_rid: UUID) -> list[Job]:
+        rows = await self._store.execute(self._store.jobs.cancel_by_worker, (worker_rid,))
+        return [self._store.job_from_row(r) for r in rows]
+
+    def readd_job_from_archive(self, rid: UUID) -> Job:
+        """Enqueue a new job (new rid) with the task, parameters and options of an archived one;
+        a schedule makes it SCHEDULED at its original start (so usually due at once)."""
+        return self._loop.call(self._readd(rid))
+
+    async def readd_job_from_archive_async(self, rid: UUID) -> Job:
+        return await self._loop.call_async(self._readd(rid))
+
+    async def _readd(self, rid: UUID) -> Job:
+        old = await self._store.get_job(rid, ended=True)
+        new = self._encode(
+            old.options, old.task_name, old.parameters, old.parameters_keyed, uuid7(), current_job_rid.get()
+        )
+        return await self._on_pooled(self._insert_async, new)
 
     # -- waiting --------------------------------------------------------------------------------
     def wait_for_job_finished(self, rid: UUID, timeout_seconds: float = 30.0) -> Job:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import multiprocessing
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from typing import Any
 from uuid import UUID
 
@@ -68,6 +70,56 @@ def _run_in_thread(
     return future
 
 
+class ProcessTaskError(Exception):
+    """The task failed in its process; the text is already ``"Type: message"``."""
+
+
+def _process_main(send: Connection, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:  # reported to the parent as the job's error
+        send.send((False, _error_text(exc)))
+    else:
+        send.send((True, result))
+
+
+async def _run_in_process(task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Run a plain function in a process of its own; on timeout or cancellation it is killed.
+
+    The forkserver start method is safe in a threaded parent; the function, its arguments and its
+    result must be picklable (a module-level function).
+    """
+    loop = asyncio.get_running_loop()
+    ctx = multiprocessing.get_context("forkserver")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_process_main, args=(send, task.fn, args, kwargs), daemon=True)
+    await loop.run_in_executor(None, proc.start)
+    send.close()
+    done: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+
+    def readable() -> None:
+        loop.remove_reader(recv.fileno())
+        if done.done():
+            return
+        try:
+            done.set_result(recv.recv())
+        except (EOFError, OSError):
+            done.set_exception(ProcessTaskError(f"ProcessDied: exit code {proc.exitcode}"))
+
+    loop.add_reader(recv.fileno(), readable)
+    try:
+        ok, value = await done
+    finally:
+        loop.remove_reader(recv.fileno())
+        if proc.is_alive():
+            proc.kill()
+        await loop.run_in_executor(None, proc.join, 10)
+        recv.close()
+    if not ok:
+        raise ProcessTaskError(value)
+    return value
+
+
 async def run_job(task: Task, job: Job, on_error: OnError | None) -> Outcome:
     """Execute ``task`` for ``job`` once and decide: SUCCEEDED, FAILED, or retry later."""
     current_job_rid.set(job.rid)
@@ -76,6 +128,8 @@ async def run_job(task: Task, job: Job, on_error: OnError | None) -> Outcome:
         args, kwargs = task.coerce(job.parameters, job.parameters_keyed)
         if task.is_async:
             value = await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
+        elif task.in_process:
+            value = await asyncio.wait_for(_run_in_process(task, args, kwargs), timeout)
         else:
             ctx = contextvars.copy_context()
             fut = _run_in_thread(asyncio.get_running_loop(), ctx, task, args, kwargs)
@@ -85,7 +139,7 @@ async def run_job(task: Task, job: Job, on_error: OnError | None) -> Outcome:
         raise
     except TimeoutError:
         error = f"TaskTimeoutError: task {task.name!r} exceeded its timeout of {timeout}s"
-    except NotSerializableError as exc:
+    except (NotSerializableError, ProcessTaskError) as exc:
         error = str(exc)
     except Exception as exc:
         error = _error_text(exc)

@@ -19,7 +19,7 @@ from uuid import UUID
 import psycopg
 
 from queuer.database.store import Store
-from queuer.model import Job, OnError, WorkerStatus
+from queuer.model import Job, JobStatus, OnError, WorkerStatus
 
 from .runner import Outcome, run_job
 from .tasks import TaskRegistry
@@ -77,10 +77,25 @@ class Runtime:
     def occupied(self) -> int:
         return len(self.running) + len(self._pending) + self._in_flush
 
-    async def drain(self, grace: float) -> None:
-        """Stop claiming, let running jobs finish for up to ``grace`` seconds, release the rest."""
+    async def drain(self, grace: float | None, cancel_running: bool = False) -> None:
+        """Stop claiming and end the running jobs, then write every pending completion.
+
+        ``cancel_running``: stop them now and archive them CANCELLED (our row was set STOPPED).
+        Otherwise let them finish for up to ``grace`` seconds (None: as long as they take) and put
+        those still running back in the queue, same row and rid, for another worker.
+        """
         self._claiming = False
         self.wake.set()
+        if cancel_running:
+            cancelled = [job for job, _ in self.running.values()]
+            for _, task in list(self.running.values()):
+                task.cancel()
+            self.running.clear()
+            if cancelled:
+                log.info("cancelling %d running job(s): this worker was stopped", len(cancelled))
+                await self._write_with_retry(
+                    [(j.id, j.attempts, JobStatus.CANCELLED.value, "[]", b"", "") for j in cancelled], []
+                )
         tasks = [t for _, t in self.running.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
@@ -88,7 +103,7 @@ class Runtime:
         for _, task in list(self.running.values()):
             task.cancel()
         if leftover:
-            log.warning("releasing %d job(s) still running after %.1fs grace", len(leftover), grace)
+            log.warning("releasing %d job(s) still running after %.1fs grace", len(leftover), grace or 0)
             now = datetime.now(UTC)
             await self._write_with_retry([], [(j.id, j.attempts, now) for j in leftover])
             self.running.clear()
@@ -124,6 +139,7 @@ class Runtime:
                 delay = 0.05
             except psycopg.Error as exc:
                 log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
+                await self._purge_broken()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_backoff_max)
                 self.wake.set()
@@ -192,8 +208,16 @@ class Runtime:
                 return
             except psycopg.Error as exc:
                 log.warning("completion write failed (%s); retrying in %.2fs", exc, delay)
+                await self._purge_broken()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_backoff_max)
+
+    async def _purge_broken(self) -> None:
+        """After a connection error (e.g. a server restart), drop the pool's dead connections."""
+        try:
+            await self.store.pool.check()
+        except Exception:  # the check itself may fail while the server is down; retried next time
+            log.debug("pool check failed", exc_info=True)
 
     # -- background ticks -----------------------------------------------------------------------
     async def _poll_loop(self) -> None:
@@ -211,4 +235,5 @@ class Runtime:
                         self._on_stop_request(status)
             except psycopg.Error as exc:
                 log.warning("heartbeat failed: %s", exc)
+                await self._purge_broken()
             await asyncio.sleep(self.settings.heartbeat_interval)

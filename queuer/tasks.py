@@ -56,15 +56,19 @@ class Task:
     name: str
     fn: Callable[..., Any]
     is_async: bool
+    in_process: bool = False
     positional: list[Any] = field(default_factory=list)
     keyed: dict[str, Any] = field(default_factory=dict)
     var_positional: Any = inspect.Parameter.empty
 
     @classmethod
-    def create(cls, name: str, fn: Callable[..., Any]) -> Task:
+    def create(cls, name: str, fn: Callable[..., Any], in_process: bool = False) -> Task:
         if not callable(fn):
             raise ValidationError(f"task {name!r} is not callable")
-        task = cls(name=name, fn=fn, is_async=inspect.iscoroutinefunction(fn))
+        is_async = inspect.iscoroutinefunction(fn)
+        if in_process and is_async:
+            raise ValidationError(f"task {name!r}: async tasks run on the event loop, not in a process")
+        task = cls(name=name, fn=fn, is_async=is_async, in_process=in_process)
         try:
             signature = inspect.signature(fn)
             hints = typing.get_type_hints(fn)
@@ -98,11 +102,11 @@ class TaskRegistry:
         self.next_intervals: dict[str, Callable[[datetime, int], datetime]] = {}
         self._names_by_fn: dict[int, str] = {}
 
-    def add(self, fn: Callable[..., Any], name: str | None = None) -> Task:
+    def add(self, fn: Callable[..., Any], name: str | None = None, in_process: bool = False) -> Task:
         name = derive_name(fn) if name is None else validate_name("task", name)
         if name in self.tasks:
             raise DuplicateTaskError(f"a task named {name!r} is already registered")
-        task = Task.create(name, fn)
+        task = Task.create(name, fn, in_process)
         self.tasks[name] = task
         self._names_by_fn[id(fn)] = name
         return task

@@ -1,0 +1,95 @@
+"""Every SQL statement of the master role: the lock on ``master`` row 1 and the stale handling
+of POLYGLOT.md §5.10-5.11 (with the fixes of §8 items 6 and 7)."""
+
+from __future__ import annotations
+
+from psycopg import sql
+from queuer.model import JOB_COLUMNS
+
+NOW_UTC = "(now() AT TIME ZONE 'UTC')"
+_COLS = ", ".join(JOB_COLUMNS)
+
+# Acquire or renew: granted when row 1 can be locked without waiting and it names us, nobody, or a
+# holder that has not renewed within the lock timeout. Returns the previous holder and settings;
+# no row means the lock is held by someone else.
+_ACQUIRE = f"""
+WITH old AS (
+    SELECT worker_id, worker_rid, settings FROM {{master}}
+    WHERE id = 1 AND (worker_id = %(worker_id)s OR worker_id = 0
+                      OR updated_at < {NOW_UTC} - %(lock_timeout)s::interval)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {{master}} AS m
+SET worker_id = %(worker_id)s, worker_rid = %(worker_rid)s, settings = %(settings)s::jsonb,
+    updated_at = {NOW_UTC}
+FROM old WHERE m.id = 1
+RETURNING old.worker_id, old.worker_rid, old.settings
+"""
+
+_RELEASE = f"""
+UPDATE {{master}} SET worker_id = 0, worker_rid = NULL, updated_at = {NOW_UTC}
+WHERE id = 1 AND worker_id = %s
+"""
+
+_SELECT = "SELECT worker_id, worker_rid, settings, updated_at FROM {master} WHERE id = 1"
+
+# Workers that stopped heartbeating: STOPPED, updated_at unchanged (as Go does). STOPPING rows are
+# left alone: a draining Go worker legitimately stops refreshing its row.
+_STALE_WORKERS = f"""
+UPDATE {{worker}} SET status = 'STOPPED'
+WHERE status IN ('READY', 'RUNNING') AND updated_at < {NOW_UTC} - %s::interval
+RETURNING rid
+"""
+
+# RUNNING jobs of workers that are STOPPED (for longer than the grace the worker itself gets to
+# cancel them) or that no longer exist: back to the queue when the job's on_error allows another
+# run (same row and rid), otherwise archived FAILED with the reason.
+_MAX_RETRIES = """CASE WHEN jsonb_typeof(j.options -> 'on_error' -> 'max_retries') = 'number'
+                       THEN floor((j.options -> 'on_error' ->> 'max_retries')::numeric) ELSE 0 END"""
+_RESCUE = f"""
+WITH dead AS (
+    SELECT j.id, j.attempts <= {_MAX_RETRIES} AS again
+    FROM {{job}} AS j LEFT JOIN {{worker}} AS w ON w.rid = j.worker_rid
+    WHERE j.status = 'RUNNING'
+      AND (w.id IS NULL OR (w.status = 'STOPPED' AND w.updated_at < {NOW_UTC} - %(grace)s::interval))
+    FOR UPDATE OF j SKIP LOCKED
+), requeued AS (
+    UPDATE {{job}} AS j SET status = 'QUEUED' FROM dead AS d WHERE j.id = d.id AND d.again RETURNING j.id
+), failed AS (
+    DELETE FROM {{job}} AS j USING dead AS d WHERE j.id = d.id AND NOT d.again RETURNING j.*
+), archived AS (
+    INSERT INTO {{job_archive}} ({_COLS})
+    SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameters_encrypted,
+           parameters_keyed, parameters_keyed_encrypted, 'FAILED', scheduled_at, started_at,
+           schedule_count, attempts, 'null'::jsonb, '', 'WorkerDied: worker ' || COALESCE(worker_rid::text, '?')
+           || ' stopped heartbeating while running this job (attempt ' || attempts || ')', created_at, {NOW_UTC}
+    FROM failed
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM requeued) AS requeued, (SELECT count(*) FROM archived) AS failed
+"""
+
+# Stopped workers are deleted once old, and only when no job still names them as RUNNING.
+_DELETE_WORKERS = f"""
+DELETE FROM {{worker}} AS w
+WHERE w.status = 'STOPPED' AND w.updated_at < {NOW_UTC} - %s::interval
+  AND NOT EXISTS (SELECT 1 FROM {{job}} AS j WHERE j.worker_rid = w.rid AND j.status = 'RUNNING')
+RETURNING rid
+"""
+
+
+class MasterTable:
+    """Composed statements for one schema."""
+
+    def __init__(self, schema: str) -> None:
+        names = {t: sql.Identifier(schema, t) for t in ("master", "worker", "job", "job_archive")}
+
+        def compose(template: str) -> str:
+            return sql.SQL(template).format(**names).as_string(None)
+
+        self.acquire = compose(_ACQUIRE)
+        self.release = compose(_RELEASE)
+        self.select = compose(_SELECT)
+        self.stale_workers = compose(_STALE_WORKERS)
+        self.rescue = compose(_RESCUE)
+        self.delete_workers = compose(_DELETE_WORKERS)

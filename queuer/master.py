@@ -1,0 +1,99 @@
+"""The master role: one worker at a time holds ``master`` row 1 and handles dead workers.
+
+Every ``master_poll_interval`` each candidate runs the acquire-or-renew statement. The holder then
+ticks: workers whose heartbeat is older than ``worker_stale_threshold`` are marked STOPPED; RUNNING
+jobs of STOPPED (or deleted) workers run again when their retry policy allows, otherwise they are
+archived FAILED saying the worker died; old STOPPED workers without running jobs are deleted.
+A renewal that returns no row means another process took the lock: we stop acting as master.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from uuid import UUID
+
+import psycopg
+
+from queuer.database.master_table import MasterTable
+from queuer.database.store import Store
+from queuer.model import MasterSettings
+from queuer.model.jsoncodec import dumps
+
+log = logging.getLogger("queuer.master")
+
+GO_STALE_THRESHOLD = timedelta(minutes=2)
+
+
+class MasterRole:
+    """Runs the candidate/master loop for one worker until cancelled."""
+
+    def __init__(self, store: Store, worker_id: int, worker_rid: UUID, settings: MasterSettings) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.worker_rid = worker_rid
+        self.settings = settings
+        self.table = MasterTable(store.config.schema)
+        self.is_master = False
+        self.became_master = asyncio.Event()
+        if settings.worker_stale_threshold < GO_STALE_THRESHOLD:
+            log.warning(
+                "worker_stale_threshold %s is below the Go library's 2 minutes: do not use it where Go "
+                "workers share the database (they heartbeat every 30 s)",
+                settings.worker_stale_threshold,
+            )
+        if settings.master_lock_timeout < timedelta(minutes=1):
+            log.warning("master_lock_timeout below 1 minute reads as 0 minutes to Go masters (POLYGLOT §8)")
+
+    async def run(self) -> None:
+        interval = self.settings.master_poll_interval.total_seconds()
+        while True:
+            try:
+                await self._poll()
+            except psycopg.Error as exc:
+                log.warning("master poll failed: %s", exc)
+                await self.store.pool.check()
+            await asyncio.sleep(interval)
+
+    async def _poll(self) -> None:
+        rows = await self.store.execute(
+            self.table.acquire,
+            {
+                "worker_id": self.worker_id,
+                "worker_rid": self.worker_rid,
+                "settings": dumps(self.settings.to_json(), "master settings"),
+                "lock_timeout": self.settings.master_lock_timeout,
+            },
+        )
+        if not rows:
+            if self.is_master:
+                log.warning("worker %s lost the master lock to another process", self.worker_rid)
+            self.is_master = False
+            self.became_master.clear()
+            return
+        if not self.is_master:
+            log.info("worker %s is now master (previous: %s)", self.worker_rid, rows[0]["worker_rid"])
+            self.is_master = True
+            self.became_master.set()
+        await self._tick()
+
+    async def _tick(self) -> None:
+        s = self.settings
+        stale = await self.store.execute(self.table.stale_workers, (s.worker_stale_threshold,))
+        for row in stale:
+            log.warning("worker %s stopped heartbeating: marked STOPPED", row["rid"])
+        counts = await self.store.execute(self.table.rescue, {"grace": s.worker_stale_threshold})
+        if counts and (counts[0]["requeued"] or counts[0]["failed"]):
+            log.warning(
+                "rescued jobs of dead workers: %s back in the queue, %s failed (no retries left)",
+                counts[0]["requeued"],
+                counts[0]["failed"],
+            )
+        await self.store.execute(self.table.delete_workers, (s.worker_delete_threshold,))
+
+    async def release(self) -> None:
+        """Give the lock up at a clean stop, so another candidate takes over at its next poll."""
+        if self.is_master:
+            await self.store.execute(self.table.release, (self.worker_id,))
+            self.is_master = False
