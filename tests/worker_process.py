@@ -1,0 +1,52 @@
+"""A worker process for the crash tests: ``python -m tests.worker_process URL NAME [--master]``.
+
+Its task ``crash_work`` records every run in table ``runs`` (on its own connection, committed
+before it returns), so the tests can count executions after killing processes.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from queuer import DatabaseConfiguration, MasterSettings, new_queuer_with_db
+
+FAST_MASTER = MasterSettings(
+    master_poll_interval=timedelta(seconds=0.2),
+    master_lock_timeout=timedelta(seconds=1),
+    worker_stale_threshold=timedelta(seconds=1),
+    worker_delete_threshold=timedelta(hours=1),
+)
+
+
+def main() -> None:
+    url, name = sys.argv[1], sys.argv[2]
+    q = new_queuer_with_db(
+        name, 4, None, DatabaseConfiguration.from_url(url), heartbeat_interval=0.2, poll_interval=0.5
+    )
+    runs = psycopg.connect(url, autocommit=True)
+
+    def crash_work(i: int, seconds: float) -> int:
+        runs.execute("INSERT INTO runs (i, worker) VALUES (%s, %s)", (i, name))
+        time.sleep(seconds)  # the work itself
+        return i
+
+    q.add_task(crash_work)
+    q.start(master_settings=FAST_MASTER if "--master" in sys.argv else None)
+    print(f"ready {q.worker.rid}", flush=True)
+
+    def on_signal(*_: Any) -> None:
+        q.stop(grace_seconds=10)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    q.wait_until_stopped()
+    q.stop()
+
+
+if __name__ == "__main__":
+    main()
