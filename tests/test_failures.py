@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 import time
@@ -86,7 +87,7 @@ def test_retries_keep_the_row_and_wait_by_backoff(make_queuer: QueuerFactory) ->
     done = q.wait_for_job_finished(job.rid, 20)
     assert done.status is JobStatus.FAILED and done.rid == job.rid
     assert done.attempts == 3 and done.error == "ValueError: attempt 3 of 5" and done.results is None
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) == 2 and gaps[0] >= 0.3 and gaps[1] >= 0.6  # linear: 1 x delay, then 2 x delay
 
 
@@ -160,7 +161,9 @@ def test_process_tasks_run_and_are_killed_on_timeout(make_queuer: QueuerFactory,
     boom = q.wait_for_job_finished(q.add_job(process_tasks.explode).rid, 30)
     assert boom.status is JobStatus.FAILED and boom.error == "ValueError: boom in a process"
     pid_file = tmp_path / "pid"
-    hung = q.add_job_with_options(Options(on_error=OnError(timeout=1)), process_tasks.hang_and_report, str(pid_file))
+    hung = q.add_job_with_options(
+        Options(on_error=OnError(timeout=1)), process_tasks.hang_and_report, str(pid_file)
+    )
     assert q.wait_for_job_finished(hung.rid, 30).status is JobStatus.FAILED
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
@@ -202,14 +205,17 @@ def test_cancel_queued_and_running_jobs(make_queuer: QueuerFactory, sql: psycopg
     thread_release.set()
     follow_up = q.add_job(long_thread)  # proves the worker went on after discarding the result
     assert q.wait_for_job_finished(follow_up.rid, 10).status is JobStatus.SUCCEEDED
-    rows = sql.execute("SELECT rid, status, error FROM job_archive WHERE rid = ANY(%s)",
-                       ([running.rid, in_thread.rid],)).fetchall()
+    rows = sql.execute(
+        "SELECT rid, status, error FROM job_archive WHERE rid = ANY(%s)", ([running.rid, in_thread.rid],)
+    ).fetchall()
     assert sorted(r[1:] for r in rows) == [("CANCELLED", ""), ("CANCELLED", "")]
     with pytest.raises(JobNotFoundError):
         q.cancel_job(running.rid)
 
 
-def test_cancel_all_jobs_of_a_worker_and_readd(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+def test_cancel_all_jobs_of_a_worker_and_readd(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
     q = make_queuer("bulk", 2)
     gate = threading.Event()
     started = threading.Semaphore(0)
@@ -362,7 +368,9 @@ def test_finish_is_guarded_by_the_claim(make_queuer: QueuerFactory, sql: psycopg
     assert count(sql, "SELECT count(*) FROM job_archive") == 1
 
 
-def test_worker_survives_dropped_connections(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+def test_worker_survives_dropped_connections(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
     q = make_queuer("resilient", 2, poll_interval=300)
     seen: list[int] = []
     done = threading.Event()
