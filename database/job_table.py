@@ -112,9 +112,11 @@ class NewJob(NamedTuple):
     status: str
     scheduled_at: Any
     schedule_count: int = 0
+    next_interval: str | None = None  # not a column: for validating the name before the write
 
     def params(self) -> tuple[Any, ...]:
-        return tuple(self)
+        """The eight values of the insert, in its order."""
+        return tuple(self)[:8]
 
 
 # Columns written by the COPY of add_jobs, in this order.
@@ -169,6 +171,13 @@ class JobTable:
         self.copy = compose(
             "COPY {job} ({cols}) FROM STDIN (FORMAT BINARY)",
             cols=sql.SQL(", ").join(sql.Identifier(c) for c in COPY_COLUMNS),
+        )
+        # Seconds until the earliest SCHEDULED job this worker could run (server clock; NULL: none).
+        self.next_due = compose(
+            f"SELECT EXTRACT(EPOCH FROM (min(scheduled_at) - {NOW_UTC}))::float8 AS seconds FROM {{job}} "
+            "WHERE status = 'SCHEDULED' AND task_name = ANY(%(tasks)s::text[]) "
+            "AND (COALESCE(options -> 'schedule' ->> 'next_interval', '') = '' "
+            "     OR options -> 'schedule' ->> 'next_interval' = ANY(%(intervals)s::text[]))"
         )
         self.running_of_worker = compose(
             "SELECT id, rid FROM {job} WHERE worker_id = %s AND status = 'RUNNING'"

@@ -78,6 +78,25 @@ RETURNING rid
 """
 
 
+# Archive retention without TimescaleDB: the master deletes rows older than the retention in
+# bounded batches (never a per-insert trigger, so finishing jobs never pays for it).
+_RETENTION_BATCH = (
+    """
+DELETE FROM {job_archive} WHERE (id, updated_at) IN (
+    SELECT id, updated_at FROM {job_archive} WHERE updated_at < """
+    + NOW_UTC
+    + """ - %s::interval LIMIT %s
+)
+"""
+)
+
+_HAS_TIMESCALE = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') AS present"
+_IS_HYPERTABLE = """
+SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+               WHERE hypertable_schema = %s AND hypertable_name = 'job_archive') AS hyper
+"""
+
+
 class MasterTable:
     """Composed statements for one schema."""
 
@@ -93,3 +112,7 @@ class MasterTable:
         self.stale_workers = compose(_STALE_WORKERS)
         self.rescue = compose(_RESCUE)
         self.delete_workers = compose(_DELETE_WORKERS)
+        self.retention_batch = compose(_RETENTION_BATCH)
+        self.has_timescale = _HAS_TIMESCALE
+        self.is_hypertable = _IS_HYPERTABLE
+        self.archive_name = f"{schema}.job_archive"

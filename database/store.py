@@ -114,9 +114,10 @@ class Store:
         worker_id: int,
         finished: Sequence[tuple[int, int, str, str, bytes, str]],
         requeued: Sequence[tuple[int, int, datetime]],
-        extra: Sequence[NewJob] = (),
+        follow_ups: Mapping[int, NewJob] | None = None,
     ) -> list[Job]:
-        """One transaction: archive the finished, requeue the retried, insert follow-up jobs."""
+        """One transaction: archive the finished, requeue the retried, and insert the next
+        occurrence of each recurring job, only for rows this worker really archived."""
         archived: list[Job] = []
         async with self.pool.connection() as conn, conn.transaction():
             if finished:
@@ -133,8 +134,10 @@ class Store:
                         "due": [naive_utc(d) for d in due],
                     },
                 )
-            for new in extra:
-                await conn.execute(self.jobs.insert, new.params())
+            if follow_ups:
+                for job in archived:
+                    if (new := follow_ups.get(job.id)) is not None:
+                        await conn.execute(self.jobs.insert, new.params())
         return archived
 
     async def cancel(self, rid: UUID) -> Job | None:

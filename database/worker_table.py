@@ -53,8 +53,10 @@ class WorkerTable:
             f"(SELECT created_at, id FROM {{worker}} WHERE id = %(last_id)s)) "
             f"ORDER BY created_at DESC, id DESC LIMIT %(entries)s"
         )
-        # Which of the given task names no worker row lists (one query for a whole batch).
-        self.unknown_tasks = compose(
-            "SELECT n FROM unnest(%s::text[]) AS n "
-            "WHERE NOT EXISTS (SELECT 1 FROM {worker} WHERE n = ANY(available_tasks))"
+        # Which of the given task and next-interval names no worker row lists (one query per batch).
+        self.unknown_names = compose(
+            "SELECT 'task' AS kind, n FROM unnest(%s::text[]) AS n "
+            "WHERE NOT EXISTS (SELECT 1 FROM {worker} WHERE n = ANY(available_tasks)) "
+            "UNION ALL SELECT 'next_interval', n FROM unnest(%s::text[]) AS n "
+            "WHERE NOT EXISTS (SELECT 1 FROM {worker} WHERE n = ANY(available_next_interval))"
         )

@@ -118,8 +118,10 @@ class Schedule:
             raise ValidationError("schedule.interval must be a timedelta >= 0")
         if self.next_interval is not None:
             validate_name("next_interval", self.next_interval)
-        if self.max_count > 1 and self.interval <= timedelta(0) and not self.next_interval:
-            raise ValidationError("schedule with max_count > 1 needs an interval > 0 or a next_interval")
+        if self.max_count != 1 and self.interval <= timedelta(0) and not self.next_interval:
+            raise ValidationError(
+                "a schedule with max_count > 1 or 0 (unlimited) needs an interval > 0 or a next_interval"
+            )
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -138,12 +140,17 @@ class Schedule:
         start = rfc3339_to_time(str(data["start"]))
         if start.year <= 1:
             return None
-        return cls(
-            start=start,
-            max_count=int(data.get("max_count") or 0),
-            interval=nanos_to_duration(int(data.get("interval") or 0)),
-            next_interval=data.get("next_interval") or None,
-        )
+        # Rows written elsewhere are taken as they are (Go allows max_count 0 without interval,
+        # which it runs once); validation applies to what this library writes.
+        schedule = object.__new__(cls)
+        for name, value in (
+            ("start", start),
+            ("max_count", int(data.get("max_count") or 0)),
+            ("interval", nanos_to_duration(int(data.get("interval") or 0))),
+            ("next_interval", data.get("next_interval") or None),
+        ):
+            object.__setattr__(schedule, name, value)
+        return schedule
 
 
 @dataclass(frozen=True)

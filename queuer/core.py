@@ -13,6 +13,7 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -58,6 +59,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 EventCallback = Callable[[JobEvent], Any]
 TaskRef = str | Callable[..., Any]
+NextIntervalFunc = Callable[[datetime, int], datetime]
 SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
 AsyncConn = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
 MAX_CONCURRENCY = 1000
@@ -108,6 +110,7 @@ class Queuer:
             codec = PgpCodec(encryption_key)
         self._store = Store(db_config, pool_size, codec)
         self._known_remote_tasks: set[str] = set()
+        self._known_remote_intervals: set[str] = set()
         self._waiters: dict[UUID, list[asyncio.Future[None]]] = defaultdict(list)
         self._callbacks: dict[str, list[EventCallback]] = {"insert": [], "update": [], "delete": []}
         self._listener: Listener | None = None
@@ -162,6 +165,19 @@ class Queuer:
     def task_with_name(self, name: str, *, process: bool | None = None) -> Callable[[F], F]:
         """Decorator form of ``add_task_with_name``."""
         return lambda fn: self.add_task_with_name(fn, name, process=process)
+
+    def add_next_interval_func(self, fn: NextIntervalFunc) -> NextIntervalFunc:
+        """Register ``fn(start, count) -> next time`` under its ``__name__`` for
+        ``Schedule(next_interval=...)``; only workers that have it claim such jobs."""
+        self.registry.add_next_interval(fn)
+        self._sync_capabilities()
+        return fn
+
+    def add_next_interval_func_with_name(self, fn: NextIntervalFunc, name: str) -> NextIntervalFunc:
+        """Register a next-interval function under an explicit name (shared with Go workers)."""
+        self.registry.add_next_interval(fn, name)
+        self._sync_capabilities()
+        return fn
 
     def _in_process(self, process: bool | None) -> bool:
         return self.process_tasks if process is None else process
@@ -455,25 +471,25 @@ class Queuer:
     def _insert_sync(self, conn: SyncConn, new: NewJob) -> Job:
         self._loop.refuse_blocking()
         cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
-        self._check_tasks_sync(cur, {new.task_name})
+        self._check_names_sync(cur, [new])
         cur.execute(self._store.jobs.insert, new.params())
         return self._store.job_from_row(_as_dict(cur, cur.fetchone()))
 
     async def _insert_async(self, conn: AsyncConn, new: NewJob) -> Job:
         cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
-        await self._check_tasks_async(cur, {new.task_name})
+        await self._check_names_async(cur, [new])
         await cur.execute(self._store.jobs.insert, new.params())
         return self._store.job_from_row(_as_dict(cur, await cur.fetchone()))
 
     def _copy_sync(self, conn: SyncConn, news: list[NewJob]) -> None:
         self._loop.refuse_blocking()
         cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
-        self._check_tasks_sync(cur, {n.task_name for n in news})
+        self._check_names_sync(cur, news)
         copy_jobs(cur, self._store.jobs.copy, news)
 
     async def _copy_async(self, conn: AsyncConn, news: list[NewJob]) -> None:
         cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
-        await self._check_tasks_async(cur, {n.task_name for n in news})
+        await self._check_names_async(cur, news)
         await copy_jobs_async(cur, self._store.jobs.copy, news)
 
     async def _on_pooled(self, write: Callable[[AsyncConn, Any], Coroutine[Any, Any, T]], arg: Any) -> T:
@@ -481,28 +497,38 @@ class Queuer:
         async with self._store.pool.connection() as conn, conn.transaction():
             return await write(conn, arg)
 
-    # A task is known when this queuer or any worker row in the database lists it. Names found in
-    # the database are remembered, so the check costs a query only the first time.
-    def _check_tasks_sync(self, cur: psycopg.Cursor[Any], names: set[str]) -> None:
-        missing = sorted(names - self.registry.tasks.keys() - self._known_remote_tasks)
-        if missing:
-            cur.execute(self._store.workers.unknown_tasks, (missing,))
-            self._note_known(missing, cur.fetchall())
+    # A task (or next-interval function) is known when this queuer or any worker row in the
+    # database lists it. Names found in the database are remembered: the check costs a query only
+    # the first time a name is used.
+    def _missing(self, news: Sequence[NewJob]) -> tuple[list[str], list[str]]:
+        tasks = {n.task_name for n in news} - self.registry.tasks.keys() - self._known_remote_tasks
+        intervals = {n.next_interval for n in news if n.next_interval}
+        intervals -= self.registry.next_intervals.keys() | self._known_remote_intervals
+        return sorted(tasks), sorted(i for i in intervals if i)
 
-    async def _check_tasks_async(self, cur: psycopg.AsyncCursor[Any], names: set[str]) -> None:
-        missing = sorted(names - self.registry.tasks.keys() - self._known_remote_tasks)
-        if missing:
-            await cur.execute(self._store.workers.unknown_tasks, (missing,))
-            self._note_known(missing, await cur.fetchall())
+    def _check_names_sync(self, cur: psycopg.Cursor[Any], news: Sequence[NewJob]) -> None:
+        tasks, intervals = self._missing(news)
+        if tasks or intervals:
+            cur.execute(self._store.workers.unknown_names, (tasks, intervals))
+            self._note_known(tasks, intervals, cur.fetchall())
 
-    def _note_known(self, asked: list[str], unknown_rows: list[Any]) -> None:
-        unknown = [str(r["n"] if isinstance(r, Mapping) else r[0]) for r in unknown_rows]
+    async def _check_names_async(self, cur: psycopg.AsyncCursor[Any], news: Sequence[NewJob]) -> None:
+        tasks, intervals = self._missing(news)
+        if tasks or intervals:
+            await cur.execute(self._store.workers.unknown_names, (tasks, intervals))
+            self._note_known(tasks, intervals, await cur.fetchall())
+
+    def _note_known(self, tasks: list[str], intervals: list[str], unknown_rows: list[Any]) -> None:
+        unknown = [(r["kind"], r["n"]) if isinstance(r, Mapping) else (r[0], r[1]) for r in unknown_rows]
         if unknown:
+            kind, name = unknown[0]
+            what = "task" if kind == "task" else "next-interval function"
+            how = "add_task" if kind == "task" else "add_next_interval_func"
             raise UnknownTaskError(
-                f"no worker has registered a task named {', '.join(map(repr, unknown))}; "
-                "register it with add_task first"
+                f"no worker has registered a {what} named {name!r}; register it with {how}"
             )
-        self._known_remote_tasks.update(asked)
+        self._known_remote_tasks.update(tasks)
+        self._known_remote_intervals.update(intervals)
 
     def _new_jobs(self, batch: Sequence[BatchJob]) -> list[NewJob]:
         """Validate and encode a whole batch; per-batch work (rids, parent, names) is done once."""
@@ -572,6 +598,7 @@ class Queuer:
             parameters_keyed_json=dumps(kwargs, "keyword parameters"),
             status=JobStatus.SCHEDULED.value if schedule else JobStatus.QUEUED.value,
             scheduled_at=naive_utc(schedule.start) if schedule else None,
+            next_interval=schedule.next_interval if schedule else None,
         )
 
     # -- reading --------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from queuer.model.jsoncodec import dumps
 log = logging.getLogger("queuer.master")
 
 GO_STALE_THRESHOLD = timedelta(minutes=2)
+RETENTION_BATCH = 5000
+RETENTION_BATCHES_PER_TICK = 20
 
 
 class MasterRole:
@@ -37,6 +39,7 @@ class MasterRole:
         self.table = MasterTable(store.config.schema)
         self.is_master = False
         self.became_master = asyncio.Event()
+        self._hypertable = False
         if settings.worker_stale_threshold < GO_STALE_THRESHOLD:
             log.warning(
                 "worker_stale_threshold %s is below the Go library's 2 minutes: do not use it where Go "
@@ -74,9 +77,40 @@ class MasterRole:
             return
         if not self.is_master:
             log.info("worker %s is now master (previous: %s)", self.worker_rid, rows[0]["worker_rid"])
+            await self._install_retention()
             self.is_master = True
             self.became_master.set()
         await self._tick()
+
+    async def _install_retention(self) -> None:
+        """With TimescaleDB, retention is a policy (whole chunks dropped); install ours on taking
+        the role. Without it, each tick deletes old rows in bounded batches."""
+        present = await self.store.execute(self.table.has_timescale, ())
+        self._hypertable = False
+        if present and present[0]["present"]:
+            rows = await self.store.execute(self.table.is_hypertable, (self.store.config.schema,))
+            self._hypertable = bool(rows and rows[0]["hyper"])
+        if not self._hypertable:
+            return
+        name = self.table.archive_name
+        await self.store.execute("SELECT remove_retention_policy(%s, if_exists => TRUE)", (name,))
+        if self.settings.retention_archive > timedelta(0):
+            await self.store.execute(
+                "SELECT add_retention_policy(%s, drop_after => %s::interval)",
+                (name, self.settings.retention_archive),
+            )
+
+    async def _delete_old_archive_rows(self) -> int:
+        deleted = 0
+        for _ in range(RETENTION_BATCHES_PER_TICK):
+            async with self.store.pool.connection() as conn:
+                cur = await conn.execute(
+                    self.table.retention_batch, (self.settings.retention_archive, RETENTION_BATCH)
+                )
+                deleted += cur.rowcount
+                if cur.rowcount < RETENTION_BATCH:
+                    break
+        return deleted
 
     async def _tick(self) -> None:
         s = self.settings
@@ -91,6 +125,10 @@ class MasterRole:
                 counts[0]["failed"],
             )
         await self.store.execute(self.table.delete_workers, (s.worker_delete_threshold,))
+        if s.retention_archive > timedelta(0) and not self._hypertable:
+            deleted = await self._delete_old_archive_rows()
+            if deleted:
+                log.info("retention: deleted %d archive rows older than %s", deleted, s.retention_archive)
 
     async def release(self) -> None:
         """Give the lock up at a clean stop, so another candidate takes over at its next poll."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,10 +18,12 @@ from uuid import UUID
 
 import psycopg
 
+from queuer.database import NewJob
 from queuer.database.store import Store
 from queuer.model import Job, JobStatus, OnError, WorkerStatus
 
 from .runner import Outcome, run_job
+from .schedules import next_occurrence
 from .tasks import TaskRegistry
 
 log = logging.getLogger("queuer.worker")
@@ -66,6 +68,7 @@ class Runtime:
         self._flushed = asyncio.Event()
         self._claiming = True
         self._loops: list[asyncio.Task[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -108,6 +111,8 @@ class Runtime:
             await self._write_with_retry([], [(j.id, j.attempts, now) for j in leftover])
             self.running.clear()
         await self.flush_all()
+        if self._timer is not None:
+            self._timer.cancel()
         for loop_task in self._loops:
             loop_task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -146,8 +151,36 @@ class Runtime:
                 continue
             for job in jobs:
                 self._start_job(job)
+            if len(jobs) < free:
+                await self._arm_timer()
+
+    async def _arm_timer(self) -> None:
+        """Wake up when the earliest scheduled job we can run comes due (server clock)."""
+        try:
+            rows = await self.store.execute(
+                self.store.jobs.next_due,
+                {"tasks": list(self.registry.tasks), "intervals": list(self.registry.next_intervals)},
+            )
+        except psycopg.Error as exc:
+            log.warning("next-due query failed: %s", exc)
+            return
+        seconds = rows[0]["seconds"] if rows else None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if seconds is not None:
+            # A job due now but not claimed is locked by another worker: look again shortly.
+            delay = seconds if seconds > 0 else 0.05
+            self._timer = asyncio.get_running_loop().call_later(delay, self.wake.set)
 
     def _start_job(self, job: Job) -> None:
+        schedule = job.options.schedule if job.options else None
+        if schedule is not None and job.scheduled_at is None and schedule.start > datetime.now(UTC):
+            # A row the Go library's batch insert wrote QUEUED despite its schedule (contract
+            # §5.2): hand it back as SCHEDULED at its start instead of holding a slot until then.
+            self._pending.append(Outcome(job, JobStatus.SCHEDULED, retry_at=schedule.start))
+            self._flush_needed.set()
+            return
         task = self.registry.tasks[job.task_name]
         on_error = (job.options.on_error if job.options else None) or self.default_on_error
         runner = asyncio.get_running_loop().create_task(self._run(job, run_job(task, job, on_error)))
@@ -188,8 +221,12 @@ class Runtime:
                     for o in batch
                     if o.retry_at is None
                 ]
+                follow_ups = {}
+                for o in batch:
+                    if o.retry_at is None and (new := next_occurrence(o.job, self.registry)) is not None:
+                        follow_ups[o.job.id] = new
                 retried = [(o.job.id, o.job.attempts, o.retry_at) for o in batch if o.retry_at is not None]
-                await self._write_with_retry(finished, retried)
+                await self._write_with_retry(finished, retried, follow_ups)
                 self._in_flush = 0
                 self.wake.set()
             if not self._pending:
@@ -199,12 +236,13 @@ class Runtime:
         self,
         finished: Sequence[tuple[int, int, str, str, bytes, str]],
         retried: Sequence[tuple[int, int, datetime]],
+        follow_ups: Mapping[int, NewJob] | None = None,
     ) -> None:
         """Completion writes are retried until they land: they are guarded, so a repeat is harmless."""
         delay = 0.05
         while True:
             try:
-                await self.store.complete(self.worker_id, finished, retried)
+                await self.store.complete(self.worker_id, finished, retried, follow_ups or {})
                 return
             except psycopg.Error as exc:
                 log.warning("completion write failed (%s); retrying in %.2fs", exc, delay)

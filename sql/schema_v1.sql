@@ -39,10 +39,11 @@ CREATE INDEX IF NOT EXISTS idx_job_status ON job (status);
 CREATE INDEX IF NOT EXISTS idx_job_created_at ON job (created_at);
 CREATE INDEX IF NOT EXISTS idx_job_updated_at ON job (updated_at);
 
--- Python's own indexes (allowed by §1.5, ignored by Go): the claim order, and lookups by rid in
--- the archive (wait_for_job_finished, get_job_ended).
+-- Python's own indexes (allowed by §1.5, ignored by Go): the claim order, lookups by rid in the
+-- archive (wait_for_job_finished, get_job_ended) and the master's retention deletes.
 CREATE INDEX IF NOT EXISTS queuer_py_job_claim ON job (created_at, id) WHERE status IN ('QUEUED', 'SCHEDULED');
 CREATE INDEX IF NOT EXISTS queuer_py_job_archive_rid ON job_archive (rid);
+CREATE INDEX IF NOT EXISTS queuer_py_job_archive_updated_at ON job_archive (updated_at);
 
 CREATE TABLE IF NOT EXISTS worker (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -162,7 +162,11 @@ def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.C
         ("master", "idx_master_worker_id"),
         ("master", "idx_master_worker_rid"),
     }
-    ours = {("job", "queuer_py_job_claim"), ("job_archive", "queuer_py_job_archive_rid")}
+    ours = {
+        ("job", "queuer_py_job_claim"),
+        ("job_archive", "queuer_py_job_archive_rid"),
+        ("job_archive", "queuer_py_job_archive_updated_at"),
+    }
     assert names == required | ours
     defs = {i: d for _, i, d in cat["indexes"]}
     assert (

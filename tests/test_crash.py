@@ -76,8 +76,10 @@ def test_sigkill_one_of_two_workers_loses_nothing(
     assert count(sql, "SELECT count(DISTINCT rid) FROM job_archive WHERE status = 'SUCCEEDED'") == total
     assert count(sql, "SELECT count(DISTINCT i) FROM runs") == total
     rerun = count(sql, "SELECT count(*) FROM runs") - total
-    assert 0 <= rerun <= 4  # at most B's in-flight jobs ran twice (at least once), by their policy
-    assert count(sql, "SELECT count(*) FROM job_archive WHERE attempts > 1") == rerun
+    # Only B's in-flight jobs (at most its concurrency, 4) were claimed twice; some of them may have
+    # been killed before their task began, so runs counted twice are at most those claimed twice.
+    claimed_twice = count(sql, "SELECT count(*) FROM job_archive WHERE attempts > 1")
+    assert 0 <= rerun <= claimed_twice <= 4
 
 
 def test_killed_master_is_replaced_and_its_jobs_rescued(
