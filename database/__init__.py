@@ -1,7 +1,7 @@
 """Database access of queuer: configuration, pool, schema installer, one module per table, LISTEN."""
 
 from .config import DatabaseConfiguration, env_is_configured
-from .job_table import COPY_COLUMNS, COPY_TYPES, JobTable, NewJob, finish_params
+from .job_table import COPY_COLUMNS, JobTable, NewJob, finish_params
 from .listener import Listener, parse_payload
 from .pool import PoolType, connection_kwargs, make_pool
 from .schema import install_schema
@@ -9,7 +9,6 @@ from .worker_table import WorkerTable
 
 __all__ = [
     "COPY_COLUMNS",
-    "COPY_TYPES",
     "DatabaseConfiguration",
     "JobTable",
     "Listener",

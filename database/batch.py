@@ -19,7 +19,7 @@ from .job_table import NOW_UTC, NewJob
 SERVER_NOW = f"SELECT {NOW_UTC}"
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _TRAILER = struct.pack(">h", -1)
-_FIELDS = 10  # the COPY_COLUMNS of job_table
+_FIELDS = 12  # the COPY_COLUMNS of job_table
 _PG_EPOCH = datetime(2000, 1, 1)
 _NULL = struct.pack(">i", -1)
 _CHUNK_ROWS = 2000
@@ -57,6 +57,10 @@ def encode_rows(jobs: Sequence[NewJob], now: datetime) -> Iterator[bytes]:
             + _text(new.status)
             + _timestamp(new.scheduled_at)
             + struct.pack(">ii", 4, new.schedule_count)
+            + struct.pack(">i", len(new.parameters_encrypted))
+            + new.parameters_encrypted
+            + struct.pack(">i", len(new.parameters_keyed_encrypted))
+            + new.parameters_keyed_encrypted
             + now_field
             + now_field
         )

@@ -19,8 +19,8 @@ _J_COLS = ", ".join(f"j.{c}" for c in JOB_COLUMNS)
 
 _INSERT = f"""
 INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
-                    schedule_count, created_at, updated_at)
-VALUES (%s, %s::jsonb, %s, %s::jsonb, %s::jsonb, %s, %s, %s, {NOW_UTC}, {NOW_UTC})
+                    schedule_count, parameters_encrypted, parameters_keyed_encrypted, created_at, updated_at)
+VALUES (%s, %s::jsonb, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, {NOW_UTC}, {NOW_UTC})
 RETURNING {_COLS}
 """
 
@@ -112,11 +112,13 @@ class NewJob(NamedTuple):
     status: str
     scheduled_at: Any
     schedule_count: int = 0
+    parameters_encrypted: bytes = b""
+    parameters_keyed_encrypted: bytes = b""
     next_interval: str | None = None  # not a column: for validating the name before the write
 
     def params(self) -> tuple[Any, ...]:
-        """The eight values of the insert, in its order."""
-        return tuple(self)[:8]
+        """The ten values of the insert, in its order."""
+        return tuple(self)[:10]
 
 
 # Columns written by the COPY of add_jobs, in this order.
@@ -129,20 +131,10 @@ COPY_COLUMNS = (
     "status",
     "scheduled_at",
     "schedule_count",
+    "parameters_encrypted",
+    "parameters_keyed_encrypted",
     "created_at",
     "updated_at",
-)
-COPY_TYPES = (
-    "uuid",
-    "jsonb",
-    "varchar",
-    "jsonb",
-    "jsonb",
-    "varchar",
-    "timestamp",
-    "int4",
-    "timestamp",
-    "timestamp",
 )
 
 

@@ -38,12 +38,19 @@ class Codec(Protocol):
 class Store:
     """Pool plus composed statements of one schema."""
 
-    def __init__(self, config: DatabaseConfiguration, pool_size: int, codec: Codec | None = None) -> None:
+    def __init__(
+        self,
+        config: DatabaseConfiguration,
+        pool_size: int,
+        codec: Codec | None = None,
+        encrypt_parameters: bool = False,
+    ) -> None:
         self.config = config
         self.pool: PoolType = make_pool(config, pool_size)
         self.jobs = JobTable(config.schema)
         self.workers = WorkerTable(config.schema)
         self.codec = codec
+        self.encrypt_parameters = encrypt_parameters and codec is not None
         self._pool_size = pool_size
         self._sync_pool: ConnectionPool[Connection[DictRow]] | None = None
         self._sync_lock = threading.Lock()
@@ -76,6 +83,25 @@ class Store:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    # -- encryption -----------------------------------------------------------------------------
+    def seal(self, new: NewJob) -> NewJob:
+        """With parameter encryption on, move the parameters into the ``*_encrypted`` columns."""
+        if not self.encrypt_parameters or self.codec is None:
+            return new
+        return new._replace(
+            parameters_json="[]",
+            parameters_keyed_json="{}",
+            parameters_encrypted=self.codec.encrypt(new.parameters_json),
+            parameters_keyed_encrypted=self.codec.encrypt(new.parameters_keyed_json),
+        )
+
+    def seal_results(self, results_json: str) -> tuple[str, bytes]:
+        """(results, results_encrypted) of a finish: with a key, the plain column stays ``[]``
+        (contract §6; a FAILED job's ``null`` needs no secret)."""
+        if self.codec is None or results_json == "null":
+            return results_json, b""
+        return "[]", self.codec.encrypt(results_json)
 
     # -- decoding -------------------------------------------------------------------------------
     def job_from_row(self, row: Mapping[str, Any]) -> Job:
@@ -137,7 +163,7 @@ class Store:
             if follow_ups:
                 for job in archived:
                     if (new := follow_ups.get(job.id)) is not None:
-                        await conn.execute(self.jobs.insert, new.params())
+                        await conn.execute(self.jobs.insert, self.seal(new).params())
         return archived
 
     async def cancel(self, rid: UUID) -> Job | None:

@@ -21,6 +21,7 @@ import psycopg
 
 from queuer.database import DatabaseConfiguration, NewJob, install_schema
 from queuer.database.batch import copy_jobs, copy_jobs_async
+from queuer.database.encryption import PgpCodec
 from queuer.database.listener import Listener
 from queuer.database.master_table import MasterTable
 from queuer.database.store import Store
@@ -84,6 +85,8 @@ class Queuer:
         heartbeat_interval: float = 5.0,
         pool_size: int = 5,
         process_tasks: bool = False,
+        encrypt_parameters: bool = False,
+        old_encryption_keys: Sequence[str] = (),
     ) -> None:
         validate_name("worker", name)
         if (
@@ -103,12 +106,10 @@ class Queuer:
         self._default_options_json = dumps(Options(on_error=self.default_on_error).to_json(), "options")
         self.settings = RuntimeSettings(poll_interval=poll_interval, heartbeat_interval=heartbeat_interval)
         self.registry = TaskRegistry()
-        codec = None
-        if encryption_key:
-            from queuer.database.encryption import PgpCodec
-
-            codec = PgpCodec(encryption_key)
-        self._store = Store(db_config, pool_size, codec)
+        if encrypt_parameters and not encryption_key:
+            raise ValidationError("encrypt_parameters needs an encryption key")
+        codec = PgpCodec(encryption_key, old_encryption_keys) if encryption_key else None
+        self._store = Store(db_config, pool_size, codec, encrypt_parameters)
         self._known_remote_tasks: set[str] = set()
         self._known_remote_intervals: set[str] = set()
         self._waiters: dict[UUID, list[asyncio.Future[None]]] = defaultdict(list)
@@ -590,7 +591,7 @@ class Queuer:
             options_json = dumps(opts.to_json(), "options")
         if kwargs and any(type(k) is not str for k in kwargs):
             raise ValidationError("keyword parameter names must be strings")
-        return NewJob(
+        new = NewJob(
             rid=rid,
             options_json=options_json,
             task_name=name,
@@ -600,6 +601,7 @@ class Queuer:
             scheduled_at=naive_utc(schedule.start) if schedule else None,
             next_interval=schedule.next_interval if schedule else None,
         )
+        return self._store.seal(new)
 
     # -- reading --------------------------------------------------------------------------------
     def get_job(self, rid: UUID) -> Job:
@@ -727,7 +729,10 @@ def _as_dict(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], row: Any) -> d
 
 
 def new_queuer(name: str, max_concurrency: int, *on_error: OnError, **settings: Any) -> Queuer:
-    """A Queuer configured from ``QUEUER_DB_*`` / ``QUEUER_DB_URL`` and ``QUEUER_ENCRYPTION_KEY``."""
+    """A Queuer configured from ``QUEUER_DB_*`` / ``QUEUER_DB_URL``, ``QUEUER_ENCRYPTION_KEY`` and
+    ``QUEUER_ENCRYPTION_OLD_KEYS`` (comma-separated keys still accepted for reading)."""
+    old_keys = [k for k in os.environ.get("QUEUER_ENCRYPTION_OLD_KEYS", "").split(",") if k]
+    settings.setdefault("old_encryption_keys", old_keys)
     return Queuer(
         name,
         max_concurrency,

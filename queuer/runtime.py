@@ -217,7 +217,13 @@ class Runtime:
             if batch:
                 self._in_flush = len(batch)
                 finished = [
-                    (o.job.id, o.job.attempts, o.status.value, o.results_json, b"", o.error)
+                    (
+                        o.job.id,
+                        o.job.attempts,
+                        o.status.value,
+                        *self.store.seal_results(o.results_json),
+                        o.error,
+                    )
                     for o in batch
                     if o.retry_at is None
                 ]

@@ -281,4 +281,3 @@ def test_retention_removes_only_old_archive_rows(
         "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'job_archive'::regclass AND NOT tgisinternal "
         "AND tgname <> 'job_archive_notify_event'"
     ).fetchone()[0]  # type: ignore[index]
-
