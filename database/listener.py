@@ -24,12 +24,14 @@ CHANNELS = ("job", "job_archive")
 
 
 def parse_payload(channel: str, payload: str) -> JobEvent | None:
-    """Decode the trigger's JSON (any spacing or key order; unknown keys ignored)."""
+    """Decode the trigger's JSON (any spacing or key order; unknown keys ignored). Only ``status``
+    is required: a bare ``{"status": "QUEUED"}`` wakes workers, as it does Go's (contract §2.3)."""
     try:
         data = json.loads(payload)
+        rid = data.get("rid")
         return JobEvent(
             id=int(data.get("id") or 0),
-            rid=UUID(str(data["rid"])),
+            rid=UUID(str(rid)) if rid else None,
             status=JobStatus(data["status"]),
             channel=channel,
         )

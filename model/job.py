@@ -112,7 +112,7 @@ class JobEvent:
     """What a notification on channel ``job`` or ``job_archive`` carries (contract §2.1)."""
 
     id: int
-    rid: UUID
+    rid: UUID | None
     status: JobStatus
     channel: str
 

@@ -365,9 +365,10 @@ class Queuer:
                 self._runtime.wake.set()
             self._fire("insert" if queued else "update", event)
             return
-        self._settle_waiters(event.rid)
-        if event.status is JobStatus.CANCELLED and self._runtime is not None:
-            self._runtime.cancel_running(event.rid)
+        if event.rid is not None:
+            self._settle_waiters(event.rid)
+            if event.status is JobStatus.CANCELLED and self._runtime is not None:
+                self._runtime.cancel_running(event.rid)
         self._fire("delete", event)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -334,3 +334,89 @@ def test_go_numbers_are_coerced_by_annotation(
     assert row is not None
     q.start()
     assert q.wait_for_job_finished(row[0], 10).results == [3, "int", 2.0, "float"]
+
+
+def test_integers_are_never_written_as_floats() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from queuer.model.jsoncodec import dumps
+
+    from queuer import MasterSettings, Schedule
+
+    for retries in (0, 1, 3, 10_000):
+        for delay in (0, 1, 2.5):
+            text = dumps(
+                Options(on_error=OnError(timeout=delay, max_retries=retries, retry_delay=delay)).to_json(),
+                "o",
+            )
+            assert f'"max_retries":{retries},' in text
+    for seconds in (1, 60, 86_400 * 400, 0.5):
+        schedule = Schedule(
+            start=datetime(2030, 1, 1, tzinfo=UTC), max_count=2, interval=timedelta(seconds=seconds)
+        )
+        text = dumps(schedule.to_json(), "s")
+        assert f'"interval":{int(seconds * 1_000_000_000)}' in text and '"max_count":2' in text
+    settings = MasterSettings(master_lock_timeout=timedelta(minutes=5), retention_archive=timedelta(days=7))
+    assert settings.to_json() == {
+        "master_lock_timeout": 300_000_000_000,
+        "master_poll_interval": 60_000_000_000,
+        "retention_archive": 604_800_000_000_000,
+        "worker_stale_threshold": 300_000_000_000,
+        "worker_delete_threshold": 86_400_000_000_000,
+        "job_stale_threshold": 3_600_000_000_000,
+    }
+    assert all(type(v) is int for v in settings.to_json().values())
+    assert MasterSettings.from_json({}) == MasterSettings()  # Go's "0 means default"
+
+
+def test_worker_rows_both_ways(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
+    q = make_queuer("py-worker", 3)
+    row = sql.execute(
+        "SELECT options, available_tasks, available_next_interval, status FROM worker WHERE id = %s",
+        (q.worker.id,),
+    ).fetchone()
+    assert row == (None, [], [], "READY")  # options SQL NULL without a default, as Go writes it
+    go = sql.execute(
+        "INSERT INTO worker (name, options, available_tasks, available_next_interval, max_concurrency) "
+        "VALUES ('go-worker', NULL, NULL, NULL, 10) RETURNING rid"
+    ).fetchone()
+    assert go is not None
+    worker = q.get_worker(go[0])
+    assert (worker.name, worker.options, worker.available_tasks, worker.available_next_interval) == (
+        "go-worker",
+        None,
+        [],
+        [],
+    )
+
+
+def test_table_drop_mode_never_drops_functions(
+    db_config: DatabaseConfiguration, sql: psycopg.Connection[Any]
+) -> None:
+    from dataclasses import replace
+
+    asyncio.run(install_schema(db_config))
+    sql.execute("INSERT INTO job (task_name) VALUES ('x')")
+    actions = asyncio.run(install_schema(replace(db_config, with_table_drop=True)))
+    assert actions[0].startswith("dropped tables")
+    assert sql.execute("SELECT count(*) FROM job").fetchone() == (0,)
+    assert sql.execute("SELECT count(*) FROM pg_proc WHERE proname = 'notify_event'").fetchone() == (1,)
+    assert sql.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal").fetchone() == (2,)
+
+
+def test_listener_accepts_any_spacing_and_ignores_unknown_keys() -> None:
+    from uuid import uuid4
+
+    from queuer.database import parse_payload
+
+    rid = uuid4()
+    for payload in (
+        f'{{"id" : 5, "rid" : "{rid}", "status" : "QUEUED"}}',
+        f'{{"status":"QUEUED","rid":"{rid}","id":5,"worker_id":0,"created_at":null}}',
+    ):
+        event = parse_payload("job", payload)
+        assert event is not None and (event.id, event.rid, event.status) == (5, rid, JobStatus.QUEUED)
+    assert parse_payload("job", "not json") is None
+    bare = parse_payload("job", '{"status":"QUEUED"}')  # wakes workers, as Go's do
+    assert bare is not None and bare.status is JobStatus.QUEUED and bare.rid is None
+    assert parse_payload("job", '{"status": "NOT A STATUS", "rid": null}') is None
