@@ -88,6 +88,33 @@ FROM moved
 RETURNING {_COLS}
 """
 
+# Re-add (§5.14): a new job (new rid) with the archived task, parameters and options; a schedule
+# makes it SCHEDULED at its original start. Encrypted parameters are carried over as they are.
+_READD = f"""
+INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, parameters_encrypted,
+                    parameters_keyed_encrypted, status, scheduled_at, created_at, updated_at)
+SELECT %s, options, task_name, parameters, parameters_keyed, parameters_encrypted,
+       parameters_keyed_encrypted,
+       CASE WHEN options -> 'schedule' ->> 'start' IS NULL THEN 'QUEUED' ELSE 'SCHEDULED' END,
+       (options -> 'schedule' ->> 'start')::timestamptz AT TIME ZONE 'UTC', {NOW_UTC}, {NOW_UTC}
+FROM {{job_archive}} WHERE rid = %s
+LIMIT 1
+RETURNING {_COLS}
+"""
+
+# Filtered listing for operators (the CLI): newest first, same cursor as the pages below.
+_SELECT_FILTERED = f"""
+SELECT {_COLS} FROM {{table}}
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(task)s::text IS NULL OR task_name = %(task)s)
+  AND (%(search)s::text IS NULL OR rid::text ILIKE '%%' || %(search)s || '%%'
+       OR task_name ILIKE '%%' || %(search)s || '%%' OR status ILIKE '%%' || %(search)s || '%%')
+  AND (%(last_id)s = 0 OR (created_at, id) <
+       (SELECT created_at, id FROM {{table}} WHERE id = %(last_id)s LIMIT 1))
+ORDER BY created_at DESC, id DESC
+LIMIT %(entries)s
+"""
+
 _SELECT_ONE = f"SELECT {_COLS} FROM {{table}} WHERE rid = %s LIMIT 1"
 
 # Newest first; the cursor is the (created_at, id) of the row with id last_id, so rows that share a
@@ -153,6 +180,20 @@ class JobTable:
         self.requeue = compose(_REQUEUE)
         self.cancel = compose(_CANCEL, where=sql.SQL("rid = %s"))
         self.cancel_by_worker = compose(_CANCEL, where=sql.SQL("worker_rid = %s"))
+        self.readd = compose(_READD)
+        self.filtered_jobs = compose(_SELECT_FILTERED, table=names["job"])
+        self.filtered_ended = compose(_SELECT_FILTERED, table=names["job_archive"])
+        # Operators' overview (queuer stats): counts by table, status and task; recent throughput.
+        self.stats = compose(
+            "SELECT 'job' AS tbl, status, task_name, count(*) AS n FROM {job} GROUP BY status, task_name "
+            "UNION ALL SELECT 'job_archive', status, task_name, count(*) FROM {job_archive} "
+            "GROUP BY status, task_name ORDER BY 1, 2, 3"
+        )
+        self.recent = compose(
+            f"SELECT count(*) AS finished_last_minute, "
+            f"(SELECT EXTRACT(EPOCH FROM {NOW_UTC} - min(created_at))::float8 FROM {{job}} WHERE status = 'QUEUED')"
+            f" AS oldest_queued_seconds FROM {{job_archive}} WHERE updated_at > {NOW_UTC} - interval '1 minute'"
+        )
         self.select_job = compose(_SELECT_ONE, table=names["job"])
         self.select_ended = compose(_SELECT_ONE, table=names["job_archive"])
         self.page_jobs = compose(_SELECT_PAGE, table=names["job"], filter=sql.SQL("TRUE"))

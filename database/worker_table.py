@@ -30,6 +30,10 @@ class WorkerTable:
             f"UPDATE {{worker}} SET available_tasks = %s::varchar[], available_next_interval = %s::varchar[], "
             f"updated_at = {NOW_UTC} WHERE id = %s"
         )
+        self.rename = compose(
+            f"UPDATE {{worker}} SET name = %s, max_concurrency = %s, updated_at = {NOW_UTC} WHERE id = %s "
+            f"RETURNING {_COLS}"
+        )
         self.set_status = compose(
             f"UPDATE {{worker}} SET status = %s, updated_at = {NOW_UTC} WHERE id = %s RETURNING {_COLS}"
         )
@@ -52,6 +56,20 @@ class WorkerTable:
             f"SELECT {_COLS} FROM {{worker}} WHERE (%(last_id)s = 0 OR (created_at, id) < "
             f"(SELECT created_at, id FROM {{worker}} WHERE id = %(last_id)s)) "
             f"ORDER BY created_at DESC, id DESC LIMIT %(entries)s"
+        )
+        self.filtered = compose(
+            f"SELECT {_COLS} FROM {{worker}} WHERE (%(status)s::text IS NULL OR status = %(status)s) "
+            f"AND (%(search)s::text IS NULL OR name ILIKE '%%' || %(search)s || '%%' "
+            f"     OR array_to_string(available_tasks, ',') ILIKE '%%' || %(search)s || '%%' "
+            f"     OR status ILIKE '%%' || %(search)s || '%%') "
+            f"AND (%(last_id)s = 0 OR (created_at, id) < (SELECT created_at, id FROM {{worker}} WHERE id = %(last_id)s)) "
+            f"ORDER BY created_at DESC, id DESC LIMIT %(entries)s"
+        )
+        # The sessions of every queuer process (Python or Go) on this database.
+        self.connections = (
+            "SELECT pid, datname, usename, application_name, state, backend_start, "
+            "left(query, 200) AS query FROM pg_stat_activity WHERE application_name = 'queuer' "
+            "AND datname = current_database() ORDER BY backend_start"
         )
         # Which of the given task and next-interval names no worker row lists (one query per batch).
         self.unknown_names = compose(

@@ -121,6 +121,7 @@ class Queuer:
         self._master_task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
         self._background: set[asyncio.Task[Any]] = set()  # strong references until done
         self._closed = False
         self._loop = LoopThread(f"queuer-{name}")
@@ -192,6 +193,26 @@ class Queuer:
         if self._runtime is not None:
             self._loop.loop.call_soon_threadsafe(self._runtime.wake.set)
 
+    def update_worker(self, name: str | None = None, max_concurrency: int | None = None) -> Worker:
+        """Change this worker's name or concurrency before ``start()`` (used by ``queuer worker``)."""
+        if self._runtime is not None:
+            raise QueuerStateError("change name and concurrency before start()")
+        if name is not None:
+            self.name = validate_name("worker", name)
+        if max_concurrency is not None:
+            if (
+                isinstance(max_concurrency, bool)
+                or not isinstance(max_concurrency, int)
+                or not (1 <= max_concurrency <= MAX_CONCURRENCY)
+            ):
+                raise ValidationError(f"max_concurrency must be an int from 1 to {MAX_CONCURRENCY}")
+            self.max_concurrency = max_concurrency
+        rows = self._loop.call(
+            self._store.execute(self._store.workers.rename, (self.name, self.max_concurrency, self.worker.id))
+        )
+        self.worker = Worker.from_row(rows[0])
+        return self.worker
+
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, master_settings: MasterSettings | None = None) -> None:
         """Start claiming and running jobs; returns once listener, poller and heartbeat run.
@@ -236,13 +257,14 @@ class Queuer:
     def stop(self, grace_seconds: float = 30.0) -> None:
         """Stop claiming, let running jobs finish (up to ``grace_seconds``; the rest are put back
         in the queue), write pending completions, mark the worker STOPPED and close connections."""
-        if self._loop.loop.is_closed():
-            return
-        try:
-            self._loop.call(self._stop(grace_seconds))
-        finally:
-            self._loop.close()
-            self._store.close_sync()
+        with self._stop_lock:  # one caller stops; others wait for it and return
+            if self._loop.loop.is_closed():
+                return
+            try:
+                self._loop.call(self._stop(grace_seconds))
+            finally:
+                self._loop.close()
+                self._store.close_sync()
 
     async def stop_async(self, grace_seconds: float = 30.0) -> None:
         if self._loop.loop.is_closed():
@@ -686,11 +708,10 @@ class Queuer:
         return await self._loop.call_async(self._readd(rid))
 
     async def _readd(self, rid: UUID) -> Job:
-        old = await self._store.get_job(rid, ended=True)
-        new = self._encode(
-            old.options, old.task_name, old.parameters, old.parameters_keyed, uuid7(), current_job_rid.get()
-        )
-        return await self._on_pooled(self._insert_async, new)
+        rows = await self._store.execute(self._store.jobs.readd, (uuid7(), rid))
+        if not rows:
+            raise JobNotFoundError(f"no job with rid {rid} in job_archive")
+        return self._store.job_from_row(rows[0])
 
     # -- waiting --------------------------------------------------------------------------------
     def wait_for_job_finished(self, rid: UUID, timeout_seconds: float = 30.0) -> Job:

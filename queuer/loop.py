@@ -43,7 +43,7 @@ class LoopThread:
         if self.in_loop_thread():
             coro.close()
             self.refuse_blocking()
-        if self.loop.is_closed():
+        if self.loop.is_closed() or not self._thread.is_alive():
             coro.close()
             raise QueuerStateError("this queuer has been stopped")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

@@ -182,6 +182,7 @@ class Runtime:
             self._flush_needed.set()
             return
         task = self.registry.tasks[job.task_name]
+        log.info("job %s %s started (attempt %d)", job.rid, job.task_name, job.attempts)
         on_error = (job.options.on_error if job.options else None) or self.default_on_error
         runner = asyncio.get_running_loop().create_task(self._run(job, run_job(task, job, on_error)))
         self.running[job.id] = (job, runner)
@@ -193,6 +194,14 @@ class Runtime:
             self.running.pop(job.id, None)
             raise
         if job.id in self.running:
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "job %s %s ended %s%s",
+                    job.rid,
+                    job.task_name,
+                    "with a retry planned" if outcome.retry_at else outcome.status.value,
+                    f": {outcome.error}" if outcome.error else "",
+                )
             del self.running[job.id]
             self._pending.append(outcome)
             self._flush_needed.set()

@@ -1,0 +1,360 @@
+"""The ``queuer`` command (also ``python -m queuer``): run a worker, look at and steer the queue.
+
+Errors an operator can fix (no database, no schema, a bad rid) print one line on stderr and exit
+with status 2 (1 for "not found"); no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from queuer.database import DatabaseConfiguration
+from queuer.model import (
+    JobNotFoundError,
+    JobStatus,
+    MasterSettings,
+    QueuerError,
+    WorkerNotFoundError,
+    WorkerStatus,
+)
+
+from .admin import Admin, SchemaMissingError
+
+EXIT_NOT_FOUND = 1
+EXIT_ERROR = 2
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready form of records: UUIDs and times as text, enums as their values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, UUID | datetime):
+        return str(value) if isinstance(value, UUID) else value.isoformat()
+    if hasattr(value, "total_seconds"):
+        return value.total_seconds()
+    return value
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str) and "T" in value and value[:4].isdigit():
+        return value[:19].replace("T", " ")
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
+def _print(args: argparse.Namespace, data: Any, columns: Sequence[str]) -> None:
+    plain = _plain(data)
+    if args.json:
+        print(json.dumps(plain, indent=2))
+    elif isinstance(plain, list):
+        print(_table(plain, columns))
+    else:
+        width = max(len(k) for k in plain)
+        for key, value in plain.items():
+            print(f"{key.ljust(width)}  {value if isinstance(value, str) else json.dumps(value)}")
+
+
+JOB_COLUMNS = (
+    "id",
+    "rid",
+    "task_name",
+    "status",
+    "attempts",
+    "worker_id",
+    "created_at",
+    "scheduled_at",
+    "error",
+)
+WORKER_COLUMNS = ("id", "rid", "name", "status", "max_concurrency", "available_tasks", "updated_at")
+
+
+def _config(args: argparse.Namespace) -> DatabaseConfiguration:
+    if args.dsn:
+        return DatabaseConfiguration.from_url(args.dsn, **({"schema": args.schema} if args.schema else {}))
+    config = DatabaseConfiguration.from_env()
+    return dataclasses.replace(config, schema=args.schema) if args.schema else config
+
+
+def _admin(args: argparse.Namespace, require_schema: bool = True) -> Admin:
+    admin = Admin(_config(args), os.environ.get("QUEUER_ENCRYPTION_KEY") or None)
+    admin.connect(require_schema=require_schema)
+    return admin
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_init(args: argparse.Namespace) -> int:
+    admin = _admin(args, require_schema=False)
+    try:
+        actions = admin.init()
+    finally:
+        admin.close()
+    schema = admin.config.schema
+    if args.json:
+        print(json.dumps({"schema": schema, "actions": actions}))
+    else:
+        print("\n".join(f"{schema}: {a}" for a in actions) if actions else f"{schema}: schema is up to date")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    admin = _admin(args)
+    try:
+        if args.what in ("jobs", "archive"):
+            data: Any = admin.list_jobs(
+                args.what == "archive", args.status, args.task, args.search, args.last_id, args.limit
+            )
+            columns: Sequence[str] = JOB_COLUMNS
+        elif args.what == "workers":
+            data, columns = (
+                admin.list_workers(args.status, args.search, args.last_id, args.limit),
+                WORKER_COLUMNS,
+            )
+        else:
+            data = admin.connections()
+            columns = ("pid", "usename", "application_name", "state", "backend_start", "query")
+    finally:
+        admin.close()
+    _print(args, data, columns)
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    admin = _admin(args)
+    try:
+        if args.what == "worker":
+            data: Any = admin.get_worker(args.rid)
+        else:
+            data = admin.get_job(args.rid, ended=args.what == "archive")
+    finally:
+        admin.close()
+    _print(args, data, ())
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    admin = _admin(args)
+    try:
+        job = admin.cancel_job(args.rid)
+    finally:
+        admin.close()
+    _print(args, job, ())
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    admin = _admin(args)
+    try:
+        worker = admin.stop_worker(args.rid, args.graceful)
+    finally:
+        admin.close()
+    _print(args, worker, ())
+    return 0
+
+
+def cmd_readd(args: argparse.Namespace) -> int:
+    admin = _admin(args)
+    try:
+        job = admin.readd(args.rid)
+    finally:
+        admin.close()
+    _print(args, job, ())
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    admin = _admin(args)
+    try:
+        while True:
+            stats = admin.stats()
+            if args.json:
+                print(json.dumps(stats), flush=True)
+            else:
+                if args.watch:
+                    print("\033[2J\033[H", end="")
+                print(_table(stats["counts"], ("table", "status", "task", "count")))
+                oldest = stats["oldest_queued_seconds"]
+                print(
+                    f"\nfinished in the last minute: {stats['finished_last_minute']} "
+                    f"({stats['throughput_per_second']}/s)   oldest queued job: "
+                    f"{'-' if oldest is None else f'{oldest:.1f}s'}   master: {stats['master_worker_rid'] or '-'}",
+                    flush=True,
+                )
+            if not args.watch:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        admin.close()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the Queuer a user module defines, until SIGTERM/SIGINT (then stop gracefully)."""
+    from .core import Queuer
+
+    if args.dsn:
+        os.environ["QUEUER_DB_URL"] = args.dsn
+    if args.schema:
+        os.environ["QUEUER_DB_SCHEMA"] = args.schema
+    module_name, _, attr = args.target.partition(":")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+        target = getattr(module, attr or "queuer")
+    except (ImportError, AttributeError) as exc:
+        raise QueuerError(f"cannot load {args.target!r}: {exc}") from exc
+    q = target() if callable(target) and not isinstance(target, Queuer) else target
+    if not isinstance(q, Queuer):
+        raise QueuerError(f"{args.target!r} is not a Queuer (or a function returning one)")
+    if args.name or args.concurrency:
+        q.update_worker(name=args.name, max_concurrency=args.concurrency)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _: Any) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        logging.getLogger("queuer").info("signal %s: stopping gracefully", signal.Signals(signum).name)
+        threading.Thread(target=q.stop, kwargs={"grace_seconds": args.grace}, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    q.start(master_settings=MasterSettings() if args.master else None)
+    logging.getLogger("queuer").info(
+        "worker %s (%s) running tasks %s with concurrency %d",
+        q.worker.name,
+        q.worker.rid,
+        ", ".join(q.registry.tasks) or "-",
+        q.max_concurrency,
+    )
+    q.wait_until_stopped()
+    q.stop()
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------------
+def _rid(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dsn", help="postgresql:// URL (default: QUEUER_DB_URL or QUEUER_DB_*)")
+    common.add_argument("--schema", help="schema of the queuer tables (default: QUEUER_DB_SCHEMA or public)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    parser = argparse.ArgumentParser(
+        prog="queuer", description="A PostgreSQL job queue shared with Go workers."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("worker", parents=[common], help="run the Queuer defined in MODULE:ATTR")
+    p.add_argument("target", help="module:attribute of a Queuer (or of a function returning one)")
+    p.add_argument("--concurrency", type=int, help="override max_concurrency")
+    p.add_argument("--name", help="override the worker name")
+    p.add_argument("--master", action="store_true", help="take part in the master election")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get at stop")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=cmd_worker)
+
+    sub.add_parser("init", parents=[common], help="install or update the schema").set_defaults(func=cmd_init)
+
+    p = sub.add_parser("list", parents=[common], help="list jobs, archive, workers or connections")
+    p.add_argument("what", choices=("jobs", "archive", "workers", "connections"))
+    p.add_argument(
+        "--status", type=str.upper, choices=[s.value for s in JobStatus] + [s.value for s in WorkerStatus]
+    )
+    p.add_argument("--task")
+    p.add_argument("--search", help="substring of rid, task, status (workers: name, tasks, status)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--last-id", type=int, default=0, help="id of the last row of the previous page")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("get", parents=[common], help="show one job, archived job or worker")
+    p.add_argument("what", choices=("job", "archive", "worker"))
+    p.add_argument("rid", type=_rid)
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("cancel", parents=[common], help="cancel a queued, scheduled or running job")
+    p.add_argument("what", choices=("job",))
+    p.add_argument("rid", type=_rid)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("stop", parents=[common], help="ask a worker (Python or Go) to stop")
+    p.add_argument("what", choices=("worker",))
+    p.add_argument("rid", type=_rid)
+    p.add_argument("--graceful", action="store_true", help="finish running jobs first (STOPPING)")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("readd", parents=[common], help="enqueue an archived job again (new rid)")
+    p.add_argument("rid", type=_rid)
+    p.set_defaults(func=cmd_readd)
+
+    p = sub.add_parser("stats", parents=[common], help="counts, throughput, oldest queued job")
+    p.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    p.add_argument("--interval", type=float, default=2.0)
+    p.set_defaults(func=cmd_stats)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except (JobNotFoundError, WorkerNotFoundError) as exc:
+        print(f"queuer: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except SchemaMissingError as exc:
+        print(f"queuer: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"queuer: cannot reach the database: {first}", file=sys.stderr)
+        return EXIT_ERROR
+    except (QueuerError, psycopg.Error) as exc:
+        print(f"queuer: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
