@@ -15,7 +15,10 @@ from queuer.model import JOB_COLUMNS
 
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 _COLS = ", ".join(JOB_COLUMNS)
-_J_COLS = ", ".join(f"j.{c}" for c in JOB_COLUMNS)
+# What running a job needs: results and error are always [] and '' in job (results decode = waste).
+_CLAIM_COLS = ", ".join(
+    f"j.{c}" for c in JOB_COLUMNS if c not in ("results", "results_encrypted", "error", "updated_at")
+)
 
 _INSERT = f"""
 INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
@@ -41,7 +44,7 @@ SET worker_id = %(worker_id)s, worker_rid = %(worker_rid)s, status = 'RUNNING',
     started_at = {NOW_UTC}, schedule_count = j.schedule_count + 1, attempts = j.attempts + 1,
     updated_at = {NOW_UTC}
 FROM picked WHERE j.id = picked.id
-RETURNING {_J_COLS}
+RETURNING {_CLAIM_COLS}
 """
 
 # Moves finished jobs to the archive in one statement; guarded by the claim that holds each job
@@ -62,7 +65,24 @@ SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameter
        parameters_keyed, parameters_keyed_encrypted, new_status, scheduled_at, started_at,
        schedule_count, attempts, new_results::jsonb, new_results_encrypted, new_error, created_at, {NOW_UTC}
 FROM moved
-RETURNING {_COLS}
+RETURNING id
+"""
+
+# Next occurrences of recurring jobs, written in the transaction that archives the current ones,
+# and only for those this worker really archived in it (guarded finish, same transaction time).
+_INSERT_FOLLOW_UPS = f"""
+INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
+                    schedule_count, parameters_encrypted, parameters_keyed_encrypted, created_at, updated_at)
+SELECT f.rid, f.options::jsonb, f.task_name, f.parameters::jsonb, f.parameters_keyed::jsonb, f.status,
+       f.scheduled_at, f.schedule_count, f.parameters_encrypted, f.parameters_keyed_encrypted, {NOW_UTC}, {NOW_UTC}
+FROM unnest(%(rids)s::uuid[], %(options)s::text[], %(task_names)s::text[], %(parameters)s::text[],
+            %(parameters_keyed)s::text[], %(statuses)s::text[], %(scheduled_at)s::timestamp[],
+            %(schedule_counts)s::int[], %(parameters_encrypted)s::bytea[], %(parameters_keyed_encrypted)s::bytea[],
+            %(source_ids)s::bigint[])
+     AS f(rid, options, task_name, parameters, parameters_keyed, status, scheduled_at, schedule_count,
+          parameters_encrypted, parameters_keyed_encrypted, source_id)
+WHERE EXISTS (SELECT 1 FROM {{job_archive}} AS a WHERE a.id = f.source_id AND a.worker_id = %(worker_id)s
+              AND a.updated_at = {NOW_UTC} AND a.status IN ('SUCCEEDED', 'FAILED'))
 """
 
 # Puts jobs back in the queue (retry with a delay, or released at shutdown); same row and rid (§5.7).
@@ -178,6 +198,7 @@ class JobTable:
         self.claim = compose(_CLAIM)
         self.finish = compose(_FINISH)
         self.requeue = compose(_REQUEUE)
+        self.insert_follow_ups = compose(_INSERT_FOLLOW_UPS)
         self.cancel = compose(_CANCEL, where=sql.SQL("rid = %s"))
         self.cancel_by_worker = compose(_CANCEL, where=sql.SQL("worker_rid = %s"))
         self.readd = compose(_READD)
@@ -212,9 +233,35 @@ class JobTable:
             "AND (COALESCE(options -> 'schedule' ->> 'next_interval', '') = '' "
             "     OR options -> 'schedule' ->> 'next_interval' = ANY(%(intervals)s::text[]))"
         )
-        self.running_of_worker = compose(
-            "SELECT id, rid FROM {job} WHERE worker_id = %s AND status = 'RUNNING'"
+        # Fresh statistics keep the claim on its index after a big batch (stale ones make the
+        # planner think the table is tiny and sort the whole queue on every claim).
+        self.analyze = compose("ANALYZE {job}")
+        self.needs_analyze = (
+            "SELECT n_mod_since_analyze > GREATEST(1000, n_live_tup / 10) AS stale FROM pg_stat_user_tables "
+            "WHERE schemaname = %s AND relname = 'job'"
         )
+        self.running_of_worker = compose(
+            "SELECT id, attempts FROM {job} WHERE worker_id = %s AND status = 'RUNNING'"
+        )
+
+
+def follow_up_params(worker_id: int, follow_ups: Sequence[tuple[int, NewJob]]) -> dict[str, Any]:
+    """Columnar parameters of ``JobTable.insert_follow_ups`` from (source job id, new job)."""
+    news = [n for _, n in follow_ups]
+    return {
+        "worker_id": worker_id,
+        "source_ids": [i for i, _ in follow_ups],
+        "rids": [n.rid for n in news],
+        "options": [n.options_json for n in news],
+        "task_names": [n.task_name for n in news],
+        "parameters": [n.parameters_json for n in news],
+        "parameters_keyed": [n.parameters_keyed_json for n in news],
+        "statuses": [n.status for n in news],
+        "scheduled_at": [n.scheduled_at for n in news],
+        "schedule_counts": [n.schedule_count for n in news],
+        "parameters_encrypted": [n.parameters_encrypted for n in news],
+        "parameters_keyed_encrypted": [n.parameters_keyed_encrypted for n in news],
+    }
 
 
 def finish_params(

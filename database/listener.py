@@ -41,17 +41,18 @@ def parse_payload(channel: str, payload: str) -> JobEvent | None:
 
 
 class Listener:
-    """Runs until cancelled; calls ``on_event`` per notification and ``on_connect`` per (re)connect."""
+    """Runs until cancelled; calls ``on_notify(channel, payload)`` per notification (the caller
+    decides whether to decode it) and ``on_connect`` per (re)connect."""
 
     def __init__(
         self,
         config: DatabaseConfiguration,
-        on_event: Callable[[JobEvent], None],
+        on_notify: Callable[[str, str], None],
         on_connect: Callable[[], Awaitable[None]],
         check_interval: float = 30.0,
     ) -> None:
         self._config = config
-        self._on_event = on_event
+        self._on_notify = on_notify
         self._on_connect = on_connect
         self._check_interval = check_interval
         self.connected = asyncio.Event()
@@ -98,9 +99,7 @@ class Listener:
     async def _consume(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         while True:
             async for notify in conn.notifies(timeout=self._check_interval):
-                event = parse_payload(notify.channel, notify.payload)
-                if event is not None:
-                    self._on_event(event)
+                self._on_notify(notify.channel, notify.payload)
             await conn.execute("SELECT 1")  # quiet for a while: prove the connection is alive
 
 

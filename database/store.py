@@ -17,7 +17,7 @@ from queuer.model import DecryptionError, Job, JobNotFoundError, Worker, WorkerN
 from queuer.model.jsoncodec import naive_utc
 
 from .config import DatabaseConfiguration
-from .job_table import JobTable, NewJob, finish_params
+from .job_table import JobTable, NewJob, finish_params, follow_up_params
 from .pool import PoolType, connection_kwargs, make_pool
 from .worker_table import WorkerTable
 
@@ -118,53 +118,65 @@ class Store:
         return Job.from_row(values)
 
     # -- jobs -----------------------------------------------------------------------------------
-    async def claim(
-        self, worker_id: int, worker_rid: UUID, tasks: list[str], intervals: list[str], limit: int
-    ) -> list[Job]:
-        params = {
-            "worker_id": worker_id,
-            "worker_rid": worker_rid,
-            "tasks": tasks,
-            "intervals": intervals,
-            "limit": limit,
-        }
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(self.jobs.claim, params)
-            rows = await cur.fetchall()
-        jobs = [self.job_from_row(r) for r in rows]
-        jobs.sort(key=lambda j: (j.created_at or datetime.min, j.id))
-        return jobs
-
-    async def complete(
+    async def cycle(
         self,
         worker_id: int,
+        worker_rid: UUID,
         finished: Sequence[tuple[int, int, str, str, bytes, str]],
         requeued: Sequence[tuple[int, int, datetime]],
-        follow_ups: Mapping[int, NewJob] | None = None,
-    ) -> list[Job]:
-        """One transaction: archive the finished, requeue the retried, and insert the next
-        occurrence of each recurring job, only for rows this worker really archived."""
-        archived: list[Job] = []
-        async with self.pool.connection() as conn, conn.transaction():
-            if finished:
-                cur = await conn.execute(self.jobs.finish, finish_params(worker_id, finished))
-                archived = [self.job_from_row(r) for r in await cur.fetchall()]
-            if requeued:
-                ids, attempts, due = (list(c) for c in zip(*requeued, strict=True))
-                await conn.execute(
-                    self.jobs.requeue,
-                    {
-                        "worker_id": worker_id,
-                        "ids": ids,
-                        "attempts": attempts,
-                        "due": [naive_utc(d) for d in due],
-                    },
-                )
-            if follow_ups:
-                for job in archived:
-                    if (new := follow_ups.get(job.id)) is not None:
-                        await conn.execute(self.jobs.insert, self.seal(new).params())
-        return archived
+        follow_ups: Sequence[tuple[int, NewJob]],
+        claim_limit: int,
+        tasks: list[str],
+        intervals: list[str],
+    ) -> tuple[list[int], list[Job]]:
+        """One worker cycle in one transaction and one round trip (pipeline mode): archive the
+        finished jobs, requeue the retried, insert next occurrences of recurring jobs, and claim up
+        to ``claim_limit`` new ones. Returns (ids archived, jobs claimed).
+
+        Finished rows leave ``job`` in the commit that marks their replacements RUNNING, so no
+        committed state ever shows more RUNNING rows for this worker than its slots.
+        """
+        async with self.pool.connection() as conn, conn.pipeline() as pipeline:
+            archive_cur = conn.cursor()
+            claim_cur = conn.cursor()
+            async with conn.transaction():
+                if finished:
+                    await archive_cur.execute(self.jobs.finish, finish_params(worker_id, finished))
+                if requeued:
+                    ids, attempts, due = (list(c) for c in zip(*requeued, strict=True))
+                    await conn.execute(
+                        self.jobs.requeue,
+                        {
+                            "worker_id": worker_id,
+                            "ids": ids,
+                            "attempts": attempts,
+                            "due": [naive_utc(d) for d in due],
+                        },
+                    )
+                if follow_ups:
+                    sealed = [(i, self.seal(n)) for i, n in follow_ups]
+                    await conn.execute(self.jobs.insert_follow_ups, follow_up_params(worker_id, sealed))
+                if claim_limit > 0:
+                    await claim_cur.execute(
+                        self.jobs.claim,
+                        {
+                            "worker_id": worker_id,
+                            "worker_rid": worker_rid,
+                            "tasks": tasks,
+                            "intervals": intervals,
+                            "limit": claim_limit,
+                        },
+                    )
+            await pipeline.sync()
+            archived = [r["id"] for r in await archive_cur.fetchall()] if finished else []
+            claimed = [self.job_from_row(r) for r in await claim_cur.fetchall()] if claim_limit > 0 else []
+        claimed.sort(key=lambda j: (j.created_at or datetime.min, j.id))
+        return archived, claimed
+
+    async def held_by(self, worker_id: int) -> list[tuple[int, int]]:
+        """(id, attempts) of the jobs the database says this worker is running."""
+        rows = await self.execute(self.jobs.running_of_worker, (worker_id,))
+        return [(r["id"], r["attempts"]) for r in rows]
 
     async def cancel(self, rid: UUID) -> Job | None:
         async with self.pool.connection() as conn:

@@ -100,10 +100,10 @@ class Job:
             started_at=utc_or_none(row["started_at"]),
             schedule_count=row["schedule_count"] or 0,
             attempts=row["attempts"] or 0,
-            results=row["results"] if isinstance(row["results"], list) else None,
-            error=row["error"] or "",
+            results=row.get("results", []) if isinstance(row.get("results", []), list) else None,
+            error=row.get("error") or "",
             created_at=utc_or_none(row["created_at"]),
-            updated_at=utc_or_none(row["updated_at"]),
+            updated_at=utc_or_none(row.get("updated_at")),
         )
 
 

@@ -22,7 +22,7 @@ import psycopg
 from queuer.database import DatabaseConfiguration, NewJob, install_schema
 from queuer.database.batch import copy_jobs, copy_jobs_async
 from queuer.database.encryption import PgpCodec
-from queuer.database.listener import Listener
+from queuer.database.listener import Listener, parse_payload
 from queuer.database.master_table import MasterTable
 from queuer.database.store import Store
 from queuer.model import (
@@ -64,6 +64,7 @@ NextIntervalFunc = Callable[[datetime, int], datetime]
 SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
 AsyncConn = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
 MAX_CONCURRENCY = 1000
+ANALYZE_AFTER = 1000  # rows of one add_jobs batch after which the table's statistics are refreshed
 
 
 class Queuer:
@@ -363,7 +364,7 @@ class Queuer:
     # -- notifications --------------------------------------------------------------------------
     async def _ensure_listener(self) -> None:
         if self._listener is None:
-            self._listener = Listener(self._store.config, self._on_event, self._on_listener_connect)
+            self._listener = Listener(self._store.config, self._on_notify, self._on_listener_connect)
             self._listener_task = asyncio.get_running_loop().create_task(self._listener.run())
         await asyncio.wait_for(self._listener.connected.wait(), timeout=60)
 
@@ -380,11 +381,25 @@ class Queuer:
             if not fut.done():
                 fut.set_result(None)
 
+    def _on_notify(self, channel: str, payload: str) -> None:
+        """Act on a notification, decoding it only when someone needs its rid or status: at
+        thousands of jobs a second most are RUNNING/SUCCEEDED echoes of our own work."""
+        callbacks = self._callbacks
+        if channel == "job":
+            queued = '"QUEUED"' in payload or '"SCHEDULED"' in payload
+            if queued and self._runtime is not None:
+                self._runtime.wake.set()
+            if not callbacks["insert" if queued else "update"]:
+                return
+        elif not (self._waiters or callbacks["delete"] or '"CANCELLED"' in payload):
+            return
+        event = parse_payload(channel, payload)
+        if event is not None:
+            self._on_event(event)
+
     def _on_event(self, event: JobEvent) -> None:
         if event.channel == "job":
             queued = event.status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
-            if queued and self._runtime is not None:
-                self._runtime.wake.set()
             self._fire("insert" if queued else "update", event)
             return
         if event.rid is not None:
@@ -451,14 +466,25 @@ class Queuer:
         Every item is validated before anything is sent: one bad item raises and nothing is written.
         """
         news = self._new_jobs(batch)
-        with self._store.sync_connection() as conn, conn.transaction():
-            self._copy_sync(conn, news)
+        with self._store.sync_connection() as conn:
+            with conn.transaction():
+                self._copy_sync(conn, news)
+            if len(news) >= ANALYZE_AFTER:
+                _analyze_quietly(conn, self._store.jobs.analyze)
         return [n.rid for n in news]
 
     async def add_jobs_async(self, batch: Sequence[BatchJob]) -> list[UUID]:
         news = self._new_jobs(batch)
         await self._loop.call_async(self._on_pooled(self._copy_async, news))
+        if len(news) >= ANALYZE_AFTER:
+            await self._loop.call_async(self._analyze_async())
         return [n.rid for n in news]
+
+    async def _analyze_async(self) -> None:
+        try:
+            await self._store.execute(self._store.jobs.analyze, ())
+        except psycopg.Error as exc:
+            log.debug("ANALYZE after a batch failed (not the table owner?): %s", exc)
 
     # Transactional enqueue: the job is written on the caller's connection (or cursor) and commits or
     # rolls back with the caller's own work; workers see it only after the commit. The blocking and
@@ -740,6 +766,14 @@ class Queuer:
                 waiting.remove(fut)
                 if not waiting:
                     del self._waiters[rid]
+
+
+def _analyze_quietly(conn: psycopg.Connection[Any], statement: str) -> None:
+    """Refresh ``job``'s statistics after a big batch; only the table owner may, so failures pass."""
+    try:
+        conn.execute(statement)
+    except psycopg.Error as exc:
+        log.debug("ANALYZE after a batch failed (not the table owner?): %s", exc)
 
 
 def _as_dict(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], row: Any) -> dict[str, Any]:

@@ -1,16 +1,19 @@
-"""The worker side of a Queuer: claim loop, running jobs, completion buffer, poller, heartbeat.
+"""The worker side of a Queuer: the cycle loop, running jobs, poller, heartbeat.
 
-Everything here runs on the Queuer's event loop. The claim loop sleeps on one ``asyncio.Event``;
-notifications, the poll tick and freed slots only set it, so any number of wake-ups collapse into
-one claim statement. A slot stays taken until the job's completion is written, so the number of
-RUNNING rows of this worker never exceeds ``max_concurrency``.
+Everything here runs on the Queuer's event loop. One loop, the *cycle*, sleeps on one
+``asyncio.Event``; notifications, the poll tick, the scheduled-job timer and finished jobs only
+set it, so any number of wake-ups collapse into one cycle. A cycle is one transaction sent in one
+round trip: it archives every job finished since the last cycle, puts retries back in the queue,
+inserts next occurrences of recurring jobs, and claims as many new jobs as there are free slots.
+While a cycle is in flight, finishing jobs gather for the next one, so the batch grows with load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +39,7 @@ class RuntimeSettings:
     poll_interval: float = 2.0
     heartbeat_interval: float = 5.0
     retry_backoff_max: float = 5.0
+    flush_delay: float = 0.002  # how long ended jobs wait for others to share their transaction
 
 
 class Runtime:
@@ -62,23 +66,21 @@ class Runtime:
         self._on_stop_request = on_stop_request
         self.wake = asyncio.Event()
         self.running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
-        self._pending: list[Outcome] = []
-        self._in_flush = 0
-        self._flush_needed = asyncio.Event()
-        self._flushed = asyncio.Event()
+        self._pending: list[Outcome] = []  # ended, not yet written; their slots are reused by the write
         self._claiming = True
+        self._writing = False  # a cycle's transaction is in flight
+        self._written = asyncio.Event()  # set after every write attempt
+        self._ended = asyncio.Event()  # set whenever a running job ends
         self._loops: list[asyncio.Task[None]] = []
         self._timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         self._claiming = True
-        for coro in (self._claim_loop(), self._flush_loop(), self._poll_loop(), self._heartbeat_loop()):
-            self._loops.append(asyncio.get_running_loop().create_task(coro))
+        loop = asyncio.get_running_loop()
+        for coro in (self._cycle_loop(), self._poll_loop(), self._heartbeat_loop()):
+            self._loops.append(loop.create_task(coro))
         self.wake.set()
-
-    def occupied(self) -> int:
-        return len(self.running) + len(self._pending) + self._in_flush
 
     async def drain(self, grace: float | None, cancel_running: bool = False) -> None:
         """Stop claiming and end the running jobs, then write every pending completion.
@@ -88,71 +90,132 @@ class Runtime:
         those still running back in the queue, same row and rid, for another worker.
         """
         self._claiming = False
-        self.wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.flush_all()  # a claim in flight lands in self.running before we look at it
         if cancel_running:
-            cancelled = [job for job, _ in self.running.values()]
-            for _, task in list(self.running.values()):
-                task.cancel()
-            self.running.clear()
+            cancelled = self._take_running()
             if cancelled:
                 log.info("cancelling %d running job(s): this worker was stopped", len(cancelled))
-                await self._write_with_retry(
-                    [(j.id, j.attempts, JobStatus.CANCELLED.value, "[]", b"", "") for j in cancelled], []
-                )
+                self._pending += [Outcome(j, JobStatus.CANCELLED) for j in cancelled]
         tasks = [t for _, t in self.running.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-        leftover = [job for job, _ in self.running.values()]
-        for _, task in list(self.running.values()):
-            task.cancel()
+        leftover = self._take_running()
         if leftover:
             log.warning("releasing %d job(s) still running after %.1fs grace", len(leftover), grace or 0)
             now = datetime.now(UTC)
-            await self._write_with_retry([], [(j.id, j.attempts, now) for j in leftover])
-            self.running.clear()
+            self._pending += [Outcome(j, JobStatus.QUEUED, retry_at=now) for j in leftover]
         await self.flush_all()
-        if self._timer is not None:
-            self._timer.cancel()
         for loop_task in self._loops:
             loop_task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
 
-    async def flush_all(self) -> None:
-        while self._pending or self._in_flush:
-            self._flushed.clear()
-            self._flush_needed.set()
-            await self._flushed.wait()
+    def _take_running(self) -> list[Job]:
+        jobs = [job for job, _ in self.running.values()]
+        for _, task in self.running.values():
+            task.cancel()
+        self.running.clear()
+        return jobs
 
-    # -- claiming -------------------------------------------------------------------------------
-    async def _claim_loop(self) -> None:
+    async def flush_all(self) -> None:
+        """Wait until every ended job is written and no cycle is in flight."""
+        while self._pending or self._writing:
+            self._written.clear()
+            self.wake.set()
+            await self._written.wait()
+
+    # -- the cycle ------------------------------------------------------------------------------
+    async def _cycle_loop(self) -> None:
         delay = 0.05
         while True:
             await self.wake.wait()
             self.wake.clear()
-            free = self.max_concurrency - self.occupied()
-            if not self._claiming or free <= 0 or not self.registry.tasks:
+            await self._gather_completions()
+            batch, self._pending = self._pending, []
+            free = self.max_concurrency - len(self.running) if self._claiming and self.registry.tasks else 0
+            if not batch and free <= 0:
                 continue
+            self._writing = True
             try:
-                jobs = await self.store.claim(
-                    self.worker_id,
-                    self.worker_rid,
-                    list(self.registry.tasks),
-                    list(self.registry.next_intervals),
-                    free,
-                )
+                _, claimed = await self._write(batch, max(free, 0))
                 delay = 0.05
             except psycopg.Error as exc:
-                log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
-                await self._purge_broken()
+                self._pending = (
+                    batch + self._pending
+                )  # nothing was committed, or the guard makes a repeat harmless
+                log.warning("worker cycle failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_backoff_max)
+                await self._recover()
                 self.wake.set()
                 continue
-            for job in jobs:
+            finally:
+                self._writing = False
+                self._written.set()
+            for job in claimed:
                 self._start_job(job)
-            if len(jobs) < free:
+            if free > 0 and len(claimed) < free:
                 await self._arm_timer()
+
+    async def _gather_completions(self) -> None:
+        """Let jobs that end within ``flush_delay`` share this cycle's transaction: one commit per
+        batch instead of one per job, while a busy worker never waits longer than that."""
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.flush_delay
+        while self._pending and self.running and self._claiming:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._ended.clear()
+            try:
+                await asyncio.wait_for(self._ended.wait(), remaining)
+            except TimeoutError:
+                return
+
+    async def _write(self, batch: list[Outcome], claim_limit: int) -> tuple[list[int], list[Job]]:
+        finished = []
+        retried = []
+        follow_ups: list[tuple[int, NewJob]] = []
+        for o in batch:
+            if o.retry_at is not None:
+                retried.append((o.job.id, o.job.attempts, o.retry_at))
+                continue
+            results, encrypted = self.store.seal_results(o.results_json)
+            finished.append((o.job.id, o.job.attempts, o.status.value, results, encrypted, o.error))
+            if (
+                o.status is not JobStatus.CANCELLED
+                and (new := next_occurrence(o.job, self.registry)) is not None
+            ):
+                follow_ups.append((o.job.id, new))
+        return await self.store.cycle(
+            self.worker_id,
+            self.worker_rid,
+            finished,
+            retried,
+            follow_ups,
+            claim_limit,
+            list(self.registry.tasks),
+            list(self.registry.next_intervals),
+        )
+
+    async def _recover(self) -> None:
+        """After a failed cycle: drop dead pooled connections, and put back any job the database
+        says we hold but we do not run (a claim whose reply was lost with the connection)."""
+        try:
+            await self.store.pool.check()
+            known = set(self.running) | {o.job.id for o in self._pending}
+            lost = [(i, a) for i, a in await self.store.held_by(self.worker_id) if i not in known]
+            if lost:
+                log.warning("releasing %d job(s) claimed by a cycle whose reply was lost", len(lost))
+                now = datetime.now(UTC)
+                await self.store.cycle(
+                    self.worker_id, self.worker_rid, [], [(i, a, now) for i, a in lost], [], 0, [], []
+                )
+        except psycopg.Error:
+            log.debug("recovery after a failed cycle failed; retried with the next cycle", exc_info=True)
 
     async def _arm_timer(self) -> None:
         """Wake up when the earliest scheduled job we can run comes due (server clock)."""
@@ -173,13 +236,14 @@ class Runtime:
             delay = seconds if seconds > 0 else 0.05
             self._timer = asyncio.get_running_loop().call_later(delay, self.wake.set)
 
+    # -- running --------------------------------------------------------------------------------
     def _start_job(self, job: Job) -> None:
         schedule = job.options.schedule if job.options else None
         if schedule is not None and job.scheduled_at is None and schedule.start > datetime.now(UTC):
             # A row the Go library's batch insert wrote QUEUED despite its schedule (contract
             # §5.2): hand it back as SCHEDULED at its start instead of holding a slot until then.
             self._pending.append(Outcome(job, JobStatus.SCHEDULED, retry_at=schedule.start))
-            self._flush_needed.set()
+            self.wake.set()
             return
         task = self.registry.tasks[job.task_name]
         log.info("job %s %s started (attempt %d)", job.rid, job.task_name, job.attempts)
@@ -195,16 +259,18 @@ class Runtime:
             raise
         if job.id in self.running:
             if log.isEnabledFor(logging.INFO):
+                ended = "with a retry planned" if outcome.retry_at else outcome.status.value
                 log.info(
                     "job %s %s ended %s%s",
                     job.rid,
                     job.task_name,
-                    "with a retry planned" if outcome.retry_at else outcome.status.value,
+                    ended,
                     f": {outcome.error}" if outcome.error else "",
                 )
             del self.running[job.id]
             self._pending.append(outcome)
-            self._flush_needed.set()
+            self._ended.set()
+            self.wake.set()
 
     def cancel_running(self, rid: UUID) -> bool:
         """Stop our execution of a job that was cancelled elsewhere; its archive row stays as is."""
@@ -215,62 +281,6 @@ class Runtime:
                 self.wake.set()
                 return True
         return False
-
-    # -- completing -----------------------------------------------------------------------------
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._flush_needed.wait()
-            self._flush_needed.clear()
-            await asyncio.sleep(0)  # let completions of the same tick join this batch
-            batch, self._pending = self._pending, []
-            if batch:
-                self._in_flush = len(batch)
-                finished = [
-                    (
-                        o.job.id,
-                        o.job.attempts,
-                        o.status.value,
-                        *self.store.seal_results(o.results_json),
-                        o.error,
-                    )
-                    for o in batch
-                    if o.retry_at is None
-                ]
-                follow_ups = {}
-                for o in batch:
-                    if o.retry_at is None and (new := next_occurrence(o.job, self.registry)) is not None:
-                        follow_ups[o.job.id] = new
-                retried = [(o.job.id, o.job.attempts, o.retry_at) for o in batch if o.retry_at is not None]
-                await self._write_with_retry(finished, retried, follow_ups)
-                self._in_flush = 0
-                self.wake.set()
-            if not self._pending:
-                self._flushed.set()
-
-    async def _write_with_retry(
-        self,
-        finished: Sequence[tuple[int, int, str, str, bytes, str]],
-        retried: Sequence[tuple[int, int, datetime]],
-        follow_ups: Mapping[int, NewJob] | None = None,
-    ) -> None:
-        """Completion writes are retried until they land: they are guarded, so a repeat is harmless."""
-        delay = 0.05
-        while True:
-            try:
-                await self.store.complete(self.worker_id, finished, retried, follow_ups or {})
-                return
-            except psycopg.Error as exc:
-                log.warning("completion write failed (%s); retrying in %.2fs", exc, delay)
-                await self._purge_broken()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.retry_backoff_max)
-
-    async def _purge_broken(self) -> None:
-        """After a connection error (e.g. a server restart), drop the pool's dead connections."""
-        try:
-            await self.store.pool.check()
-        except Exception:  # the check itself may fail while the server is down; retried next time
-            log.debug("pool check failed", exc_info=True)
 
     # -- background ticks -----------------------------------------------------------------------
     async def _poll_loop(self) -> None:
@@ -288,5 +298,6 @@ class Runtime:
                         self._on_stop_request(status)
             except psycopg.Error as exc:
                 log.warning("heartbeat failed: %s", exc)
-                await self._purge_broken()
+                with contextlib.suppress(psycopg.Error):
+                    await self.store.pool.check()
             await asyncio.sleep(self.settings.heartbeat_interval)

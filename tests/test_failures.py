@@ -357,14 +357,19 @@ def test_finish_is_guarded_by_the_claim(make_queuer: QueuerFactory, sql: psycopg
     assert row is not None
     job_id = row[0]
     store = q._store
-    run = q._loop.call
-    assert run(store.complete(8, [(job_id, 2, "SUCCEEDED", "[]", b"", "")], [])) == []  # another worker
-    assert run(store.complete(7, [(job_id, 1, "SUCCEEDED", "[]", b"", "")], [])) == []  # an older claim
+
+    def finish(worker_id: int, attempts: int) -> list[Any]:
+        row = (job_id, attempts, "SUCCEEDED", "[]", b"", "")
+        archived, _ = q._loop.call(store.cycle(worker_id, q.worker.rid, [row], [], [], 0, [], []))
+        return archived
+
+    assert finish(8, 2) == []  # another worker
+    assert finish(7, 1) == []  # an older claim
     sql.execute("UPDATE job SET status = 'QUEUED' WHERE id = %s", (job_id,))  # rescued meanwhile
-    assert run(store.complete(7, [(job_id, 2, "SUCCEEDED", "[]", b"", "")], [])) == []
+    assert finish(7, 2) == []
     sql.execute("UPDATE job SET status = 'RUNNING' WHERE id = %s", (job_id,))
-    assert len(run(store.complete(7, [(job_id, 2, "SUCCEEDED", "[]", b"", "")], []))) == 1
-    assert run(store.complete(7, [(job_id, 2, "SUCCEEDED", "[]", b"", "")], [])) == []  # a retried write
+    assert len(finish(7, 2)) == 1
+    assert finish(7, 2) == []  # a retried write
     assert count(sql, "SELECT count(*) FROM job_archive") == 1
 
 
