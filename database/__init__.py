@@ -1,7 +1,7 @@
 """Database access of queuer: configuration, pool, schema installer, one module per table, LISTEN."""
 
 from .config import DatabaseConfiguration, env_is_configured
-from .job_table import COPY_COLUMNS, JobTable, NewJob, finish_params
+from .job_table import COPY_COLUMNS, JobTable, NewJob, cycle_params
 from .listener import Listener, parse_payload
 from .pool import PoolType, connection_kwargs, make_pool
 from .schema import install_schema
@@ -16,8 +16,8 @@ __all__ = [
     "PoolType",
     "WorkerTable",
     "connection_kwargs",
+    "cycle_params",
     "env_is_configured",
-    "finish_params",
     "install_schema",
     "make_pool",
     "parse_payload",

@@ -6,6 +6,7 @@ pooled connection, or on the caller's own connection for transactional enqueue.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -27,9 +28,46 @@ VALUES (%s, %s::jsonb, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, {NOW_UTC}, 
 RETURNING {_COLS}
 """
 
-# One statement claims up to %(limit)s due jobs this worker can run, oldest first (§5.3).
-_CLAIM = f"""
-WITH picked AS (
+# One worker cycle in ONE statement (one round trip, one commit): archive the finished jobs
+# (guarded by the claim that holds each one: worker and attempt, so a job rescued from this worker
+# is left alone, §5.6 and §8 item 8), put retried jobs back (same row and rid, §5.7), insert the
+# next occurrence of recurring jobs that were archived here, and claim up to %(limit)s due jobs
+# this worker can run, oldest first, skipping locked rows (§5.3). The row sets are disjoint: the
+# first three touch this worker's RUNNING rows, the claim only QUEUED/SCHEDULED ones, and every
+# part sees the same snapshot. Batch data arrives as JSON arrays (one parameter each).
+_CYCLE = f"""
+WITH done AS (
+    SELECT * FROM json_to_recordset(%(finished)s::json)
+        AS d(id bigint, attempts int, status text, results text, enc text, error text)
+), moved AS (
+    DELETE FROM {{job}} AS j USING done AS d
+    WHERE j.id = d.id AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = d.attempts
+    RETURNING j.*, d.status AS new_status, d.results AS new_results, d.enc AS new_enc, d.error AS new_error
+), archived AS (
+    INSERT INTO {{job_archive}} ({_COLS})
+    SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameters_encrypted,
+           parameters_keyed, parameters_keyed_encrypted, new_status, scheduled_at, started_at,
+           schedule_count, attempts, new_results::jsonb, decode(new_enc, 'hex'), new_error, created_at, {NOW_UTC}
+    FROM moved
+    RETURNING id, status
+), retried AS (
+    UPDATE {{job}} AS j
+    SET status = CASE WHEN r.due > {NOW_UTC} THEN 'SCHEDULED' ELSE 'QUEUED' END,
+        scheduled_at = CASE WHEN r.due > {NOW_UTC} THEN r.due ELSE j.scheduled_at END
+    FROM json_to_recordset(%(requeued)s::json) AS r(id bigint, attempts int, due timestamp)
+    WHERE j.id = r.id AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = r.attempts
+    RETURNING j.id
+), followed AS (
+    INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
+                        schedule_count, parameters_encrypted, parameters_keyed_encrypted, created_at, updated_at)
+    SELECT f.rid, f.options::jsonb, f.task_name, f.parameters::jsonb, f.parameters_keyed::jsonb, f.status,
+           f.scheduled_at, f.schedule_count, decode(f.penc, 'hex'), decode(f.pkenc, 'hex'), {NOW_UTC}, {NOW_UTC}
+    FROM json_to_recordset(%(follow_ups)s::json)
+        AS f(source_id bigint, rid uuid, options text, task_name text, parameters text, parameters_keyed text,
+             status text, scheduled_at timestamp, schedule_count int, penc text, pkenc text)
+    JOIN archived AS a ON a.id = f.source_id AND a.status IN ('SUCCEEDED', 'FAILED')
+    RETURNING id
+), picked AS (
     SELECT id FROM {{job}}
     WHERE (status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_at <= {NOW_UTC}))
       AND task_name = ANY(%(tasks)s::text[])
@@ -45,54 +83,6 @@ SET worker_id = %(worker_id)s, worker_rid = %(worker_rid)s, status = 'RUNNING',
     updated_at = {NOW_UTC}
 FROM picked WHERE j.id = picked.id
 RETURNING {_CLAIM_COLS}
-"""
-
-# Moves finished jobs to the archive in one statement; guarded by the claim that holds each job
-# (worker and attempt), so a job rescued from this worker is left alone (§5.6, §8 item 8).
-_FINISH = f"""
-WITH done AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(statuses)s::text[],
-                         %(results)s::text[], %(results_encrypted)s::bytea[], %(errors)s::text[])
-        AS d(id, attempts, status, results, results_encrypted, error)
-), moved AS (
-    DELETE FROM {{job}} AS j USING done AS d
-    WHERE j.id = d.id AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = d.attempts
-    RETURNING j.*, d.status AS new_status, d.results AS new_results,
-              d.results_encrypted AS new_results_encrypted, d.error AS new_error
-)
-INSERT INTO {{job_archive}} ({_COLS})
-SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameters_encrypted,
-       parameters_keyed, parameters_keyed_encrypted, new_status, scheduled_at, started_at,
-       schedule_count, attempts, new_results::jsonb, new_results_encrypted, new_error, created_at, {NOW_UTC}
-FROM moved
-RETURNING id
-"""
-
-# Next occurrences of recurring jobs, written in the transaction that archives the current ones,
-# and only for those this worker really archived in it (guarded finish, same transaction time).
-_INSERT_FOLLOW_UPS = f"""
-INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
-                    schedule_count, parameters_encrypted, parameters_keyed_encrypted, created_at, updated_at)
-SELECT f.rid, f.options::jsonb, f.task_name, f.parameters::jsonb, f.parameters_keyed::jsonb, f.status,
-       f.scheduled_at, f.schedule_count, f.parameters_encrypted, f.parameters_keyed_encrypted, {NOW_UTC}, {NOW_UTC}
-FROM unnest(%(rids)s::uuid[], %(options)s::text[], %(task_names)s::text[], %(parameters)s::text[],
-            %(parameters_keyed)s::text[], %(statuses)s::text[], %(scheduled_at)s::timestamp[],
-            %(schedule_counts)s::int[], %(parameters_encrypted)s::bytea[], %(parameters_keyed_encrypted)s::bytea[],
-            %(source_ids)s::bigint[])
-     AS f(rid, options, task_name, parameters, parameters_keyed, status, scheduled_at, schedule_count,
-          parameters_encrypted, parameters_keyed_encrypted, source_id)
-WHERE EXISTS (SELECT 1 FROM {{job_archive}} AS a WHERE a.id = f.source_id AND a.worker_id = %(worker_id)s
-              AND a.updated_at = {NOW_UTC} AND a.status IN ('SUCCEEDED', 'FAILED'))
-"""
-
-# Puts jobs back in the queue (retry with a delay, or released at shutdown); same row and rid (§5.7).
-_REQUEUE = f"""
-UPDATE {{job}} AS j
-SET status = CASE WHEN d.due > {NOW_UTC} THEN 'SCHEDULED' ELSE 'QUEUED' END,
-    scheduled_at = CASE WHEN d.due > {NOW_UTC} THEN d.due ELSE j.scheduled_at END
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(due)s::timestamp[]) AS d(id, attempts, due)
-WHERE j.id = d.id AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = d.attempts
-RETURNING j.id
 """
 
 # Cancel: the archive move with status CANCELLED, results and error copied from the row (§5.8).
@@ -195,10 +185,7 @@ class JobTable:
             return sql.SQL(template).format(**names, **extra).as_string(None)
 
         self.insert = compose(_INSERT)
-        self.claim = compose(_CLAIM)
-        self.finish = compose(_FINISH)
-        self.requeue = compose(_REQUEUE)
-        self.insert_follow_ups = compose(_INSERT_FOLLOW_UPS)
+        self.cycle = compose(_CYCLE)
         self.cancel = compose(_CANCEL, where=sql.SQL("rid = %s"))
         self.cancel_by_worker = compose(_CANCEL, where=sql.SQL("worker_rid = %s"))
         self.readd = compose(_READD)
@@ -245,37 +232,46 @@ class JobTable:
         )
 
 
-def follow_up_params(worker_id: int, follow_ups: Sequence[tuple[int, NewJob]]) -> dict[str, Any]:
-    """Columnar parameters of ``JobTable.insert_follow_ups`` from (source job id, new job)."""
-    news = [n for _, n in follow_ups]
-    return {
-        "worker_id": worker_id,
-        "source_ids": [i for i, _ in follow_ups],
-        "rids": [n.rid for n in news],
-        "options": [n.options_json for n in news],
-        "task_names": [n.task_name for n in news],
-        "parameters": [n.parameters_json for n in news],
-        "parameters_keyed": [n.parameters_keyed_json for n in news],
-        "statuses": [n.status for n in news],
-        "scheduled_at": [n.scheduled_at for n in news],
-        "schedule_counts": [n.schedule_count for n in news],
-        "parameters_encrypted": [n.parameters_encrypted for n in news],
-        "parameters_keyed_encrypted": [n.parameters_keyed_encrypted for n in news],
-    }
-
-
-def finish_params(
+def cycle_params(
     worker_id: int,
-    rows: Sequence[tuple[int, int, str, str, bytes, str]],
+    worker_rid: UUID,
+    finished: Sequence[tuple[int, int, str, str, bytes, str]],
+    requeued: Sequence[tuple[int, int, Any]],
+    follow_ups: Sequence[tuple[int, NewJob]],
+    claim_limit: int,
+    tasks: list[str],
+    intervals: list[str],
 ) -> dict[str, Any]:
-    """Columnar parameters of ``JobTable.finish`` from (id, attempts, status, results, enc, error)."""
-    ids, attempts, statuses, results, encrypted, errors = (list(col) for col in zip(*rows, strict=True))
+    """Parameters of ``JobTable.cycle``; batches as JSON (one cheap parameter each)."""
     return {
         "worker_id": worker_id,
-        "ids": ids,
-        "attempts": attempts,
-        "statuses": statuses,
-        "results": results,
-        "results_encrypted": encrypted,
-        "errors": errors,
+        "worker_rid": worker_rid,
+        "finished": json.dumps(
+            [
+                {"id": i, "attempts": a, "status": s, "results": r, "enc": e.hex(), "error": err}
+                for i, a, s, r, e, err in finished
+            ]
+        ),
+        "requeued": json.dumps([{"id": i, "attempts": a, "due": d.isoformat()} for i, a, d in requeued]),
+        "follow_ups": json.dumps(
+            [
+                {
+                    "source_id": source,
+                    "rid": str(n.rid),
+                    "options": n.options_json,
+                    "task_name": n.task_name,
+                    "parameters": n.parameters_json,
+                    "parameters_keyed": n.parameters_keyed_json,
+                    "status": n.status,
+                    "scheduled_at": n.scheduled_at.isoformat() if n.scheduled_at else None,
+                    "schedule_count": n.schedule_count,
+                    "penc": n.parameters_encrypted.hex(),
+                    "pkenc": n.parameters_keyed_encrypted.hex(),
+                }
+                for source, n in follow_ups
+            ]
+        ),
+        "limit": claim_limit,
+        "tasks": tasks,
+        "intervals": intervals,
     }

@@ -17,7 +17,7 @@ from queuer.model import DecryptionError, Job, JobNotFoundError, Worker, WorkerN
 from queuer.model.jsoncodec import naive_utc
 
 from .config import DatabaseConfiguration
-from .job_table import JobTable, NewJob, finish_params, follow_up_params
+from .job_table import JobTable, NewJob, cycle_params
 from .pool import PoolType, connection_kwargs, make_pool
 from .worker_table import WorkerTable
 
@@ -128,50 +128,29 @@ class Store:
         claim_limit: int,
         tasks: list[str],
         intervals: list[str],
-    ) -> tuple[list[int], list[Job]]:
-        """One worker cycle in one transaction and one round trip (pipeline mode): archive the
-        finished jobs, requeue the retried, insert next occurrences of recurring jobs, and claim up
-        to ``claim_limit`` new ones. Returns (ids archived, jobs claimed).
+    ) -> list[Job]:
+        """One worker cycle as one statement (one round trip, one commit): archive the finished
+        jobs, requeue the retried, insert next occurrences of recurring jobs, and claim up to
+        ``claim_limit`` new ones, which it returns.
 
         Finished rows leave ``job`` in the commit that marks their replacements RUNNING, so no
         committed state ever shows more RUNNING rows for this worker than its slots.
         """
-        async with self.pool.connection() as conn, conn.pipeline() as pipeline:
-            archive_cur = conn.cursor()
-            claim_cur = conn.cursor()
-            async with conn.transaction():
-                if finished:
-                    await archive_cur.execute(self.jobs.finish, finish_params(worker_id, finished))
-                if requeued:
-                    ids, attempts, due = (list(c) for c in zip(*requeued, strict=True))
-                    await conn.execute(
-                        self.jobs.requeue,
-                        {
-                            "worker_id": worker_id,
-                            "ids": ids,
-                            "attempts": attempts,
-                            "due": [naive_utc(d) for d in due],
-                        },
-                    )
-                if follow_ups:
-                    sealed = [(i, self.seal(n)) for i, n in follow_ups]
-                    await conn.execute(self.jobs.insert_follow_ups, follow_up_params(worker_id, sealed))
-                if claim_limit > 0:
-                    await claim_cur.execute(
-                        self.jobs.claim,
-                        {
-                            "worker_id": worker_id,
-                            "worker_rid": worker_rid,
-                            "tasks": tasks,
-                            "intervals": intervals,
-                            "limit": claim_limit,
-                        },
-                    )
-            await pipeline.sync()
-            archived = [r["id"] for r in await archive_cur.fetchall()] if finished else []
-            claimed = [self.job_from_row(r) for r in await claim_cur.fetchall()] if claim_limit > 0 else []
+        params = cycle_params(
+            worker_id,
+            worker_rid,
+            finished,
+            [(i, a, naive_utc(d)) for i, a, d in requeued],
+            [(i, self.seal(n)) for i, n in follow_ups],
+            claim_limit,
+            tasks,
+            intervals,
+        )
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.jobs.cycle, params)
+            claimed = [self.job_from_row(r) for r in await cur.fetchall()]
         claimed.sort(key=lambda j: (j.created_at or datetime.min, j.id))
-        return archived, claimed
+        return claimed
 
     async def held_by(self, worker_id: int) -> list[tuple[int, int]]:
         """(id, attempts) of the jobs the database says this worker is running."""

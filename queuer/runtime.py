@@ -139,7 +139,7 @@ class Runtime:
                 continue
             self._writing = True
             try:
-                _, claimed = await self._write(batch, max(free, 0))
+                claimed = await self._write(batch, max(free, 0))
                 delay = 0.05
             except psycopg.Error as exc:
                 self._pending = (
@@ -175,7 +175,7 @@ class Runtime:
             except TimeoutError:
                 return
 
-    async def _write(self, batch: list[Outcome], claim_limit: int) -> tuple[list[int], list[Job]]:
+    async def _write(self, batch: list[Outcome], claim_limit: int) -> list[Job]:
         finished = []
         retried = []
         follow_ups: list[tuple[int, NewJob]] = []

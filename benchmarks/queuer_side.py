@@ -1,0 +1,44 @@
+"""A queuer worker process for the benchmarks: ``python queuer_side.py URL CONCURRENCY FILE``.
+
+Runs no-op async jobs until SIGTERM, then writes each job's start time (monotonic) to FILE.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from queuer import DatabaseConfiguration, current_job_rid, new_queuer_with_db
+
+
+def main() -> None:
+    url, concurrency, record = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    q = new_queuer_with_db(
+        "bench-worker", concurrency, None, DatabaseConfiguration.from_url(url, sslmode="disable")
+    )
+    starts: dict[str, float] = {}
+
+    async def noop() -> None:
+        starts[str(current_job_rid.get())] = time.monotonic()
+
+    q.add_task(noop)
+    stop = threading.Event()
+
+    def on_term(*_: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    q.start()
+    print("ready", flush=True)
+    stop.wait()
+    q.stop()
+    with open(record, "w") as f:
+        json.dump(starts, f)
+
+
+if __name__ == "__main__":
+    main()

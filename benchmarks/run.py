@@ -1,0 +1,209 @@
+"""Throughput and latency of queuer and of pgqueuer 1.6, measured in the same run.
+
+    python benchmarks/run.py [--jobs 20000] [--latency-jobs 200]
+
+Against QUEUER_BENCH_DSN (default: the local PostgreSQL). pgqueuer is installed into its own
+virtualenv (benchmarks/.venv-pgqueuer) on first use. Every workload gets a fresh database. Workers
+are separate processes, started and idle before the jobs are enqueued; a drain is timed from the
+enqueue's commit until the queue table is empty. Worker CPU is read from /proc (Linux). Latency is
+from the start of the enqueue call (it includes the commit) to the task's first line, on the shared
+monotonic clock. Results go to benchmarks/results/ and are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from common import machine, record, scratch_database
+
+from queuer import BatchJob, DatabaseConfiguration, new_queuer_with_db
+
+HERE = Path(__file__).resolve().parent
+PGQ_VENV = HERE / ".venv-pgqueuer"
+PGQ_PYTHON = PGQ_VENV / "bin" / "python"
+CONCURRENCY = 10
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def ensure_pgqueuer() -> None:
+    if PGQ_PYTHON.exists():
+        return
+    subprocess.run([sys.executable, "-m", "venv", str(PGQ_VENV)], check=True)
+    subprocess.run([str(PGQ_PYTHON), "-m", "pip", "install", "-q", "pgqueuer==1.6.*", "asyncpg"], check=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+class Worker:
+    def __init__(self, system: str, url: str) -> None:
+        self.record = tempfile.mktemp(suffix=".json")
+        if system == "queuer":
+            args = [sys.executable, str(HERE / "queuer_side.py"), url, str(CONCURRENCY), self.record]
+        else:
+            args = [
+                str(PGQ_PYTHON),
+                str(HERE / "pgqueuer_side.py"),
+                "worker",
+                url,
+                str(CONCURRENCY),
+                self.record,
+            ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready", f"{system} worker did not start"
+
+    def stop(self) -> dict[str, float]:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        with open(self.record) as f:
+            starts: dict[str, float] = json.load(f)
+        os.unlink(self.record)
+        return starts
+
+
+def pending(conn: psycopg.Connection[Any], system: str) -> int:
+    table = "job" if system == "queuer" else "pgqueuer"
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def prepare(system: str, url: str) -> None:
+    if system == "queuer":
+        subprocess.run(
+            [sys.executable, "-m", "queuer", "init", "--dsn", url], check=True, capture_output=True
+        )
+    else:
+        subprocess.run([str(PGQ_PYTHON), str(HERE / "pgqueuer_side.py"), "install", url], check=True)
+
+
+def enqueue(system: str, url: str, config: DatabaseConfiguration, n: int) -> float:
+    """Enqueue ``n`` jobs in one batch; the monotonic time of the commit."""
+    if system == "queuer":
+        q = new_queuer_with_db("bench-producer", 1, None, config)
+
+        async def noop() -> None: ...
+
+        q.add_task(noop)
+        q.add_jobs([BatchJob(noop) for _ in range(n)])
+        committed = time.monotonic()
+        q.stop()
+        return committed
+    out = subprocess.run(
+        [str(PGQ_PYTHON), str(HERE / "pgqueuer_side.py"), "enqueue", url, str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(out.stdout.strip())
+
+
+def drain(system: str, processes: int, n: int) -> dict[str, Any]:
+    with scratch_database() as (url, config):
+        prepare(system, url)
+        workers = [Worker(system, url) for _ in range(processes)]
+        cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
+        committed = enqueue(system, url, config, n)
+        with psycopg.connect(url, autocommit=True) as conn:
+            while pending(conn, system):
+                time.sleep(0.005)
+        done = time.monotonic()
+        cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
+        ran = sum(len(w.stop()) for w in workers)
+    seconds = done - committed
+    return {
+        "jobs": n,
+        "processes": processes,
+        "ran": ran,
+        "seconds": round(seconds, 3),
+        "jobs_per_s": round(n / seconds),
+        "worker_cpu_s_per_1000_jobs": round(cpu / n * 1000, 3),
+    }
+
+
+def latency(system: str, count: int, gap: float) -> dict[str, Any]:
+    with scratch_database() as (url, config):
+        prepare(system, url)
+        worker = Worker(system, url)
+        sent: dict[str, float] = {}
+        if system == "queuer":
+            q = new_queuer_with_db("bench-producer", 1, None, config)
+
+            async def noop() -> None: ...
+
+            q.add_task(noop)
+            for _ in range(count):
+                before = time.monotonic()
+                sent[str(q.add_job(noop).rid)] = before
+                time.sleep(gap)
+            q.stop()
+        else:
+            path = tempfile.mktemp(suffix=".json")
+            subprocess.run(
+                [str(PGQ_PYTHON), str(HERE / "pgqueuer_side.py"), "produce", url, str(count), str(gap), path],
+                check=True,
+            )
+            with open(path) as f:
+                sent = json.load(f)
+            os.unlink(path)
+        time.sleep(0.5)  # the last job's start
+        starts = worker.stop()
+    lat = sorted((starts[k] - v) * 1000 for k, v in sent.items() if k in starts)
+    return {
+        "jobs": count,
+        "started": len(lat),
+        "p50_ms": round(statistics.median(lat), 2),
+        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
+        "max_ms": round(lat[-1], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--latency-jobs", type=int, default=200)
+    parser.add_argument("--systems", default="queuer,pgqueuer")
+    args = parser.parse_args()
+    systems = args.systems.split(",")
+    if "pgqueuer" in systems:
+        ensure_pgqueuer()
+    results: dict[str, Any] = {"machine": machine(), "max_concurrency": CONCURRENCY}
+    for system in systems:
+        results[system] = {
+            "drain_1_process": drain(system, 1, args.jobs),
+            "drain_2_processes": drain(system, 2, args.jobs),
+            "latency": latency(system, args.latency_jobs, 0.05),
+        }
+        print(system, json.dumps(results[system]), flush=True)
+    if {"queuer", "pgqueuer"} <= set(systems):
+        q, p = results["queuer"], results["pgqueuer"]
+        results["ratios"] = {
+            "drain_1_process_vs_pgqueuer": round(
+                q["drain_1_process"]["jobs_per_s"] / p["drain_1_process"]["jobs_per_s"], 2
+            ),
+            "drain_2_processes_vs_pgqueuer": round(
+                q["drain_2_processes"]["jobs_per_s"] / p["drain_2_processes"]["jobs_per_s"], 2
+            ),
+            "queuer_2_vs_1_process": round(
+                q["drain_2_processes"]["jobs_per_s"] / q["drain_1_process"]["jobs_per_s"], 2
+            ),
+        }
+    results["machine"]["load_1m_after"] = round(os.getloadavg()[0], 2)
+    record("throughput", results)
+
+
+if __name__ == "__main__":
+    main()
