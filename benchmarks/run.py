@@ -6,8 +6,8 @@ Against QUEUER_BENCH_DSN (default: the local PostgreSQL). pgqueuer is installed 
 virtualenv (benchmarks/.venv-pgqueuer) on first use. Every workload gets a fresh database. Workers
 are separate processes, started and idle before the jobs are enqueued; a drain is timed from the
 enqueue's commit until the queue table is empty. Worker CPU is read from /proc (Linux). Latency is
-from the start of the enqueue call (it includes the commit) to the task's first line, on the shared
-monotonic clock. Results go to benchmarks/results/ and are printed.
+from the enqueue's commit (the moment the enqueue call returns) to the task's first line, on the
+shared monotonic clock. Results go to benchmarks/results/ and are printed.
 """
 
 from __future__ import annotations
@@ -146,8 +146,8 @@ def latency(system: str, count: int, gap: float) -> dict[str, Any]:
 
             q.add_task(noop)
             for _ in range(count):
-                before = time.monotonic()
-                sent[str(q.add_job(noop).rid)] = before
+                rid = q.add_job(noop).rid
+                sent[str(rid)] = time.monotonic()  # the commit is acknowledged
                 time.sleep(gap)
             q.stop()
         else:
