@@ -171,23 +171,40 @@ def latency(system: str, count: int, gap: float) -> dict[str, Any]:
     }
 
 
+def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per workload and figure, the median over the rounds."""
+    out: dict[str, Any] = {}
+    for workload in rounds[0]:
+        out[workload] = {
+            key: round(statistics.median(r[workload][key] for r in rounds), 3) for key in rounds[0][workload]
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--systems", default="queuer,pgqueuer")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds, systems alternating; medians reported")
     args = parser.parse_args()
     systems = args.systems.split(",")
     if "pgqueuer" in systems:
         ensure_pgqueuer()
-    results: dict[str, Any] = {"machine": machine(), "max_concurrency": CONCURRENCY}
+    results: dict[str, Any] = {"machine": machine(), "max_concurrency": CONCURRENCY, "rounds": args.repeat}
+    rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+    for round_no in range(args.repeat):
+        for system in systems:  # alternating, so drifting machine load hits both alike
+            measured = {
+                "drain_1_process": drain(system, 1, args.jobs),
+                "drain_2_processes": drain(system, 2, args.jobs),
+                "latency": latency(system, args.latency_jobs, 0.05),
+            }
+            rounds[system].append(measured)
+            print(f"round {round_no + 1} {system}", json.dumps(measured), flush=True)
     for system in systems:
-        results[system] = {
-            "drain_1_process": drain(system, 1, args.jobs),
-            "drain_2_processes": drain(system, 2, args.jobs),
-            "latency": latency(system, args.latency_jobs, 0.05),
-        }
-        print(system, json.dumps(results[system]), flush=True)
+        results[system] = _medians(rounds[system])
+        results[system]["rounds"] = rounds[system]
     if {"queuer", "pgqueuer"} <= set(systems):
         q, p = results["queuer"], results["pgqueuer"]
         results["ratios"] = {

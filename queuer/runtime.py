@@ -31,8 +31,6 @@ from .tasks import TaskRegistry
 
 log = logging.getLogger("queuer.worker")
 
-CYCLES_IN_FLIGHT = 2
-
 
 @dataclass
 class RuntimeSettings:
@@ -70,11 +68,7 @@ class Runtime:
         self.running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._pending: list[Outcome] = []  # ended, not yet written; their slots are reused by the write
         self._claiming = True
-        self._in_flight = 0  # cycles whose statement is under way
-        self._reserved = 0  # slots those cycles may fill with their claims
-        self._claim_share = max(1, -(-max_concurrency // CYCLES_IN_FLIGHT))
-        self._cycles: set[asyncio.Task[None]] = set()
-        self._delay = 0.05
+        self._writing = False  # a cycle's transaction is in flight
         self._written = asyncio.Event()  # set after every write attempt
         self._ended = asyncio.Event()  # set whenever a running job ends
         self._loops: list[asyncio.Task[None]] = []
@@ -127,59 +121,43 @@ class Runtime:
 
     async def flush_all(self) -> None:
         """Wait until every ended job is written and no cycle is in flight."""
-        while self._pending or self._in_flight:
+        while self._pending or self._writing:
             self._written.clear()
             self.wake.set()
             await self._written.wait()
 
     # -- the cycle ------------------------------------------------------------------------------
     async def _cycle_loop(self) -> None:
-        """Start cycles: up to ``CYCLES_IN_FLIGHT`` at once, each claiming at most its share of the
-        slots, so one cycle's jobs run while another's statement is under way (two streams, as
-        two processes would be). Slots of an in-flight claim are reserved, so RUNNING rows never
-        exceed the limit."""
-        loop = asyncio.get_running_loop()
+        delay = 0.05
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if self._in_flight >= CYCLES_IN_FLIGHT:
-                continue  # a finishing cycle sets wake again
             await self._gather_completions()
             batch, self._pending = self._pending, []
-            free = 0
-            if self._claiming and self.registry.tasks:
-                free = self.max_concurrency - len(self.running) - self._reserved
-                free = max(0, min(free, self._claim_share))
-            if not batch and free == 0:
+            free = self.max_concurrency - len(self.running) if self._claiming and self.registry.tasks else 0
+            if not batch and free <= 0:
                 continue
-            self._in_flight += 1
-            self._reserved += free
-            task = loop.create_task(self._cycle(batch, free))
-            self._cycles.add(task)
-            task.add_done_callback(self._cycles.discard)
-
-    async def _cycle(self, batch: list[Outcome], claim_limit: int) -> None:
-        claimed: list[Job] = []
-        try:
-            claimed = await self._write(batch, claim_limit)
-            self._delay = 0.05
-        except psycopg.Error as exc:
-            self._pending = (
-                batch + self._pending
-            )  # nothing was committed, or the guard makes a repeat harmless
-            log.warning("worker cycle failed (%s); retrying in %.2fs", exc, self._delay)
-            await asyncio.sleep(self._delay)
-            self._delay = min(self._delay * 2, self.settings.retry_backoff_max)
-            await self._recover()
-        finally:
-            self._in_flight -= 1
-            self._reserved -= claim_limit
-            self._written.set()
-            self.wake.set()
-        for job in claimed:
-            self._start_job(job)
-        if claim_limit > 0 and len(claimed) < claim_limit:
-            await self._arm_timer()
+            self._writing = True
+            try:
+                claimed = await self._write(batch, max(free, 0))
+                delay = 0.05
+            except psycopg.Error as exc:
+                self._pending = (
+                    batch + self._pending
+                )  # nothing was committed, or the guard makes a repeat harmless
+                log.warning("worker cycle failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_backoff_max)
+                await self._recover()
+                self.wake.set()
+                continue
+            finally:
+                self._writing = False
+                self._written.set()
+            for job in claimed:
+                self._start_job(job)
+            if free > 0 and len(claimed) < free:
+                await self._arm_timer()
 
     async def _gather_completions(self) -> None:
         """Let jobs that end within ``flush_delay`` share this cycle's transaction: one commit per
@@ -187,7 +165,7 @@ class Runtime:
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.flush_delay
-        while self._pending and self.running and self._claiming and len(self._pending) < self._claim_share:
+        while self._pending and self.running and self._claiming:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
