@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -130,69 +130,52 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, action: Callable[[Admin], Any], columns: Sequence[str] = ()) -> int:
+    """Open the database, do one thing, close it, print what came back."""
     admin = _admin(args)
     try:
-        if args.what in ("jobs", "archive"):
-            data: Any = admin.list_jobs(
-                args.what == "archive", args.status, args.task, args.search, args.last_id, args.limit
-            )
-            columns: Sequence[str] = JOB_COLUMNS
-        elif args.what == "workers":
-            data, columns = (
-                admin.list_workers(args.status, args.search, args.last_id, args.limit),
-                WORKER_COLUMNS,
-            )
-        else:
-            data = admin.connections()
-            columns = ("pid", "usename", "application_name", "state", "backend_start", "query")
+        data = action(admin)
     finally:
         admin.close()
     _print(args, data, columns)
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what in ("jobs", "archive"):
+        ended = args.what == "archive"
+        return _run(
+            args,
+            lambda a: a.list_jobs(ended, args.status, args.task, args.search, args.last_id, args.limit),
+            JOB_COLUMNS,
+        )
+    if args.what == "workers":
+        return _run(
+            args, lambda a: a.list_workers(args.status, args.search, args.last_id, args.limit), WORKER_COLUMNS
+        )
+    return _run(
+        args,
+        lambda a: a.connections(),
+        ("pid", "usename", "application_name", "state", "backend_start", "query"),
+    )
+
+
 def cmd_get(args: argparse.Namespace) -> int:
-    admin = _admin(args)
-    try:
-        if args.what == "worker":
-            data: Any = admin.get_worker(args.rid)
-        else:
-            data = admin.get_job(args.rid, ended=args.what == "archive")
-    finally:
-        admin.close()
-    _print(args, data, ())
-    return 0
+    if args.what == "worker":
+        return _run(args, lambda a: a.get_worker(args.rid))
+    return _run(args, lambda a: a.get_job(args.rid, ended=args.what == "archive"))
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    admin = _admin(args)
-    try:
-        job = admin.cancel_job(args.rid)
-    finally:
-        admin.close()
-    _print(args, job, ())
-    return 0
+    return _run(args, lambda a: a.cancel_job(args.rid))
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    admin = _admin(args)
-    try:
-        worker = admin.stop_worker(args.rid, args.graceful)
-    finally:
-        admin.close()
-    _print(args, worker, ())
-    return 0
+    return _run(args, lambda a: a.stop_worker(args.rid, args.graceful))
 
 
 def cmd_readd(args: argparse.Namespace) -> int:
-    admin = _admin(args)
-    try:
-        job = admin.readd(args.rid)
-    finally:
-        admin.close()
-    _print(args, job, ())
-    return 0
+    return _run(args, lambda a: a.readd(args.rid))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
