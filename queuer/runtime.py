@@ -183,7 +183,10 @@ class Runtime:
             if o.retry_at is not None:
                 retried.append((o.job.id, o.job.attempts, o.retry_at))
                 continue
-            results, encrypted = self.store.seal_results(o.results_json)
+            if o.status is JobStatus.CANCELLED:  # as a cancel: the row's results ([]), never sealed
+                results, encrypted = "[]", b""
+            else:
+                results, encrypted = self.store.seal_results(o.results_json)
             finished.append((o.job.id, o.job.attempts, o.status.value, results, encrypted, o.error))
             if (
                 o.status is not JobStatus.CANCELLED
