@@ -35,7 +35,7 @@ class DatabaseConfiguration:
     with_table_drop: bool = False
     with_timescale: bool | None = False
     listen_dsn: str | None = None
-    prepare: bool = True
+    behind_pooler: bool = False
 
     def __post_init__(self) -> None:
         if not _SCHEMA_RE.match(self.schema or ""):
@@ -60,7 +60,12 @@ class DatabaseConfiguration:
         )
 
     def connect_kwargs(self) -> dict[str, Any]:
-        """Session settings of every connection: application name, search_path, UTC (§1.9, §7)."""
+        """Session settings of every connection: application name, search_path, UTC (§1.9, §7).
+
+        Behind a transaction-mode pooler (PgBouncer) no startup options can be sent; nothing
+        depends on them: every statement is schema-qualified and writes UTC explicitly."""
+        if self.behind_pooler:
+            return {"application_name": APPLICATION_NAME}
         return {
             "application_name": APPLICATION_NAME,
             "options": f"-c search_path={self.schema} -c TimeZone=UTC",
@@ -93,7 +98,8 @@ class DatabaseConfiguration:
         ``QUEUER_DB_WITH_TIMESCALE`` is on unless exactly ``false`` (as in Go). Unset means "use it
         where the extension is available" (``None``); set and not ``false`` means "wanted" (a warning
         when it is missing); ``false`` means off. ``QUEUER_DB_WITH_TABLE_DROP`` is on only when
-        exactly ``true``. ``QUEUER_DB_LISTEN_URL`` gives the listener its own direct DSN.
+        exactly ``true``. ``QUEUER_DB_LISTEN_URL`` gives the listener its own direct DSN, and
+        ``QUEUER_DB_BEHIND_POOLER=true`` says the rest goes through a transaction-mode pooler.
         """
         env = os.environ if env is None else env
 
@@ -105,7 +111,7 @@ class DatabaseConfiguration:
             "with_table_drop": get("WITH_TABLE_DROP") == "true",
             "with_timescale": None if get("WITH_TIMESCALE") is None else get("WITH_TIMESCALE") != "false",
             "listen_dsn": get("LISTEN_URL"),
-            "prepare": get("PREPARE") != "false",
+            "behind_pooler": get("BEHIND_POOLER") == "true",
         }
         if get("SCHEMA"):
             flags["schema"] = get("SCHEMA")

@@ -19,8 +19,8 @@ def connection_kwargs(config: DatabaseConfiguration) -> dict[str, Any]:
         **config.connect_kwargs(),
         "autocommit": True,
         "row_factory": dict_row,
-        # PgBouncer in transaction mode cannot keep prepared statements: QUEUER_DB_PREPARE=false.
-        "prepare_threshold": 2 if config.prepare else None,
+        # A transaction-mode pooler (PgBouncer) cannot keep prepared statements.
+        "prepare_threshold": None if config.behind_pooler else 2,
     }
 
 

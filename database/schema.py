@@ -84,19 +84,19 @@ async def _install_timescale(
 async def install_schema(config: DatabaseConfiguration) -> list[str]:
     """Create what is missing and return a line per action (empty when nothing changed).
 
-    Uses its own short connection, because it must see the database's default time zone.
+    Uses its own short connection, because it must see the database's default time zone; the
+    schema's search_path is set for its transaction only.
     """
     actions: list[str] = []
     conn = await psycopg.AsyncConnection.connect(
-        config.conninfo(),
-        application_name="queuer",
-        options=f"-c search_path={config.schema}",
-        autocommit=True,
+        config.conninfo(), application_name="queuer", autocommit=True, prepare_threshold=None
     )
     try:
         await _check_time_zone(conn)
-        await conn.execute("SET TimeZone = 'UTC'")
         async with conn.transaction():
+            # Transaction-local settings, so this works through a transaction-mode pooler too.
+            await conn.execute("SELECT set_config('search_path', %s, true)", (config.schema,))
+            await conn.execute("SET LOCAL TimeZone = 'UTC'")
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             if config.with_table_drop:
                 for table in TABLES:
@@ -114,10 +114,25 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
             created = [t for t in TABLES if t not in before]
             if created:
                 actions.append("created tables " + ", ".join(created))
-            cur = await conn.execute("SELECT 1 FROM pg_proc WHERE proname = 'notify_event'")
-            if await cur.fetchone() is None:
+            cur = await conn.execute(
+                "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE p.proname = 'notify_event' ORDER BY n.nspname = %s DESC LIMIT 1",
+                (config.schema,),
+            )
+            row = await cur.fetchone()
+            if row is None:
                 await conn.execute(load("notify_event"), prepare=False)
                 actions.append("created function notify_event()")
+                function_schema = config.schema
+            else:
+                function_schema = str(row[0])
+                if function_schema != config.schema:
+                    log.warning(
+                        "notify_event() lives in schema %r: this database already holds another queuer "
+                        "installation. Both share the NOTIFY channels, and Go workers support only one "
+                        "installation per database (POLYGLOT §1.10).",
+                        function_schema,
+                    )
             cur = await conn.execute(
                 "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
@@ -126,7 +141,10 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
             )
             row = await cur.fetchone()
             if row is not None and row[0] < 2:
-                await conn.execute(load("notify_triggers"), prepare=False)
+                triggers = sql.SQL(load("notify_triggers")).format(  # type: ignore[arg-type]
+                    function=sql.Identifier(function_schema, "notify_event")
+                )
+                await conn.execute(triggers, prepare=False)
                 actions.append("created triggers job_notify_event, job_archive_notify_event")
             if config.with_timescale is not False:
                 done = await _install_timescale(conn, config.schema, asked=bool(config.with_timescale))

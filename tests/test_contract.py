@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import psycopg
+import pytest
 from queuer.database import install_schema
 
 from queuer import DatabaseConfiguration, JobStatus, OnError, Options, RetryBackoff, Schedule
@@ -420,3 +421,22 @@ def test_listener_accepts_any_spacing_and_ignores_unknown_keys() -> None:
     bare = parse_payload("job", '{"status":"QUEUED"}')  # wakes workers, as Go's do
     assert bare is not None and bare.status is JobStatus.QUEUED and bare.rid is None
     assert parse_payload("job", '{"status": "NOT A STATUS", "rid": null}') is None
+
+
+def test_second_installation_in_another_schema_shares_notify_event(
+    db_config: DatabaseConfiguration, sql: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One installation per database is what Go supports (§1.10); a second one still works here."""
+    from dataclasses import replace
+
+    asyncio.run(install_schema(db_config))
+    asyncio.run(install_schema(replace(db_config, schema="second")))
+    assert any("another queuer installation" in r.message for r in caplog.records)
+    assert sql.execute("SELECT count(*) FROM pg_proc WHERE proname = 'notify_event'").fetchone() == (1,)
+    triggers = sql.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('second.job'::regclass, 'second.job_archive'::regclass)"
+    ).fetchone()
+    assert triggers == (2,)
+    sql.execute("LISTEN job")
+    sql.execute("INSERT INTO second.job (task_name) VALUES ('x')")
+    assert [n.channel for n in sql.notifies(timeout=2, stop_after=1)] == ["job"]
