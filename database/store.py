@@ -178,10 +178,7 @@ class Store:
         if not rids:
             return set()
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                self.jobs.select_ended.replace("WHERE rid = %s LIMIT 1", "WHERE rid = ANY(%s)"),
-                (list(rids),),
-            )
+            cur = await conn.execute(self.jobs.ended_rids, (list(rids),))
             return {row["rid"] for row in await cur.fetchall()}
 
     async def page(self, query: str, last_id: int, entries: int, **extra: Any) -> list[Job]:
