@@ -124,6 +124,7 @@ class Queuer:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._background: set[asyncio.Task[Any]] = set()  # strong references until done
+        self._maintenance: set[asyncio.Task[None]] = set()  # waited for before the pool closes
         self._closed = False
         self._loop = LoopThread(f"queuer-{name}")
         try:
@@ -304,6 +305,7 @@ class Queuer:
                 for fut in futures:
                     if not fut.done():
                         fut.cancel()
+            await asyncio.gather(*self._maintenance, return_exceptions=True)
             await self._store.close()
             self._stopped.set()
 
@@ -466,25 +468,34 @@ class Queuer:
         Every item is validated before anything is sent: one bad item raises and nothing is written.
         """
         news = self._new_jobs(batch)
-        with self._store.sync_connection() as conn:
-            with conn.transaction():
-                self._copy_sync(conn, news)
-            if len(news) >= ANALYZE_AFTER:
-                _analyze_quietly(conn, self._store.jobs.analyze)
+        with self._store.sync_connection() as conn, conn.transaction():
+            self._copy_sync(conn, news)
+        if len(news) >= ANALYZE_AFTER:
+            self._loop.loop.call_soon_threadsafe(self._refresh_statistics)
         return [n.rid for n in news]
 
     async def add_jobs_async(self, batch: Sequence[BatchJob]) -> list[UUID]:
         news = self._new_jobs(batch)
         await self._loop.call_async(self._on_pooled(self._copy_async, news))
         if len(news) >= ANALYZE_AFTER:
-            await self._loop.call_async(self._analyze_async())
+            self._loop.loop.call_soon_threadsafe(self._refresh_statistics)
         return [n.rid for n in news]
 
-    async def _analyze_async(self) -> None:
-        try:
-            await self._store.execute(self._store.jobs.analyze, ())
-        except psycopg.Error as exc:
-            log.debug("ANALYZE after a batch failed (not the table owner?): %s", exc)
+    def _refresh_statistics(self) -> None:
+        """Refresh ``job``'s statistics after a big batch, in the background (on the loop): stale
+        ones make the planner sort the whole queue on every claim. The caller does not wait."""
+        if self._closed:
+            return
+
+        async def analyze() -> None:
+            try:
+                await self._store.execute(self._store.jobs.analyze, ())
+            except psycopg.Error as exc:
+                log.debug("ANALYZE after a batch failed (not the table owner?): %s", exc)
+
+        task = asyncio.get_running_loop().create_task(analyze())
+        self._maintenance.add(task)
+        task.add_done_callback(self._maintenance.discard)
 
     # Transactional enqueue: the job is written on the caller's connection (or cursor) and commits or
     # rolls back with the caller's own work; workers see it only after the commit. The blocking and
@@ -766,14 +777,6 @@ class Queuer:
                 waiting.remove(fut)
                 if not waiting:
                     del self._waiters[rid]
-
-
-def _analyze_quietly(conn: psycopg.Connection[Any], statement: str) -> None:
-    """Refresh ``job``'s statistics after a big batch; only the table owner may, so failures pass."""
-    try:
-        conn.execute(statement)
-    except psycopg.Error as exc:
-        log.debug("ANALYZE after a batch failed (not the table owner?): %s", exc)
 
 
 def _as_dict(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], row: Any) -> dict[str, Any]:
