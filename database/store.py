@@ -13,11 +13,23 @@ from uuid import UUID
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
-from queuer.model import DecryptionError, Job, JobNotFoundError, Worker, WorkerNotFoundError
+from queuer.model import (
+    DecryptionError,
+    Job,
+    JobNotFoundError,
+    Master,
+    MasterSettings,
+    Worker,
+    WorkerNotFoundError,
+    WorkerStatus,
+    uuid7,
+)
+from queuer.model.job import utc_or_none
 from queuer.model.jsoncodec import naive_utc
 
 from .config import DatabaseConfiguration
 from .job_table import JobTable, NewJob, cycle_params
+from .master_table import MasterTable
 from .pool import PoolType, connection_kwargs, make_pool
 from .worker_table import WorkerTable
 
@@ -49,6 +61,7 @@ class Store:
         self.pool: PoolType = make_pool(config, pool_size)
         self.jobs = JobTable(config.schema)
         self.workers = WorkerTable(config.schema)
+        self.masters = MasterTable(config.schema)
         self.codec = codec
         self.encrypt_parameters = encrypt_parameters and codec is not None
         self._pool_size = pool_size
@@ -157,11 +170,23 @@ class Store:
         rows = await self.execute(self.jobs.running_of_worker, (worker_id,))
         return [(r["id"], r["attempts"]) for r in rows]
 
-    async def cancel(self, rid: UUID) -> Job | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(self.jobs.cancel, (rid,))
-            row = await cur.fetchone()
-        return self.job_from_row(row) if row else None
+    async def cancel(self, rid: UUID) -> Job:
+        """Archive a queued, scheduled or running job as CANCELLED (§5.8)."""
+        rows = await self.execute(self.jobs.cancel, (rid,))
+        if not rows:
+            raise JobNotFoundError(f"no queued, scheduled or running job with rid {rid}")
+        return self.job_from_row(rows[0])
+
+    async def cancel_by_worker(self, worker_rid: UUID) -> list[Job]:
+        """Archive every job in ``job`` that names this worker as CANCELLED, in one statement."""
+        return [self.job_from_row(r) for r in await self.execute(self.jobs.cancel_by_worker, (worker_rid,))]
+
+    async def readd(self, rid: UUID) -> Job:
+        """A new job (new rid) from an archived one (§5.14)."""
+        rows = await self.execute(self.jobs.readd, (uuid7(), rid))
+        if not rows:
+            raise JobNotFoundError(f"no job with rid {rid} in job_archive")
+        return self.job_from_row(rows[0])
 
     async def get_job(self, rid: UUID, ended: bool) -> Job:
         query = self.jobs.select_ended if ended else self.jobs.select_job
@@ -214,3 +239,20 @@ class Store:
         if not rows:
             raise WorkerNotFoundError(f"no worker with rid {rid}")
         return Worker.from_row(rows[0])
+
+    async def request_stop(self, rid: UUID, status: WorkerStatus) -> Worker:
+        """Ask any worker to stop (STOPPED) or drain (STOPPING) through its row (§5.9)."""
+        rows = await self.execute(self.workers.request_stop, (status.value, rid))
+        if not rows:
+            return await self.get_worker(rid)  # raises when absent; else it is STOPPED already
+        return Worker.from_row(rows[0])
+
+    # -- master ---------------------------------------------------------------------------------
+    async def get_master(self) -> Master:
+        row = (await self.execute(self.masters.select, ()))[0]
+        return Master(
+            worker_id=row["worker_id"],
+            worker_rid=row["worker_rid"],
+            settings=MasterSettings.from_json(row["settings"]),
+            updated_at=utc_or_none(row["updated_at"]),
+        )

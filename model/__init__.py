@@ -14,7 +14,6 @@ from .errors import (
     WorkerNotFoundError,
 )
 from .job import (
-    ENDED_STATUSES,
     JOB_COLUMNS,
     BatchJob,
     Job,
@@ -28,7 +27,6 @@ from .options import OnError, Options, RetryBackoff, Schedule, validate_name
 from .worker import Master, MasterSettings, Worker, WorkerStatus
 
 __all__ = [
-    "ENDED_STATUSES",
     "JOB_COLUMNS",
     "BatchJob",
     "ConfigurationError",

@@ -25,8 +25,6 @@ class JobStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-ENDED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-
 # The columns of job and job_archive in table order; every SELECT of a job lists exactly these.
 JOB_COLUMNS: tuple[str, ...] = (
     "id",

@@ -1,31 +1,25 @@
 """Operator access without a worker: listing, stats, cancel, stop requests, re-add (the CLI).
 
 A ``Queuer`` registers a worker row when built; the command line must not leave one behind per
-invocation, so it uses this small blocking client over the same statements instead.
+invocation, so it drives the same ``Store`` (the same statements, decoding and errors) directly,
+on an event loop of its own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import dict_row
 
-from queuer.database import DatabaseConfiguration, connection_kwargs, install_schema
+from queuer.database import DatabaseConfiguration, install_schema
 from queuer.database.encryption import PgpCodec
-from queuer.database.master_table import MasterTable
 from queuer.database.store import Store
-from queuer.model import (
-    ConfigurationError,
-    Job,
-    JobNotFoundError,
-    QueuerError,
-    Worker,
-    WorkerNotFoundError,
-    WorkerStatus,
-    uuid7,
-)
+from queuer.model import Job, QueuerError, Worker, WorkerStatus
+
+T = TypeVar("T")
 
 
 class SchemaMissingError(QueuerError):
@@ -33,39 +27,45 @@ class SchemaMissingError(QueuerError):
 
 
 class Admin:
-    """One connection to a queuer database, for operators."""
+    """Blocking calls over a ``Store`` for one command."""
 
     def __init__(self, config: DatabaseConfiguration, encryption_key: str | None = None) -> None:
         self.config = config
-        self.store = Store(config, 1, PgpCodec(encryption_key) if encryption_key else None)
-        self.masters = MasterTable(config.schema)
-        self._conn: psycopg.Connection[Any] | None = None
+        self.store = Store(config, 2, PgpCodec(encryption_key) if encryption_key else None)
+        self._runner = asyncio.Runner()
+        self._open = False
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro)
 
     def connect(self, require_schema: bool = True) -> None:
-        kwargs = {**connection_kwargs(self.config), "connect_timeout": 5}
-        self._conn = psycopg.connect(self.config.conninfo(), **kwargs)
-        if require_schema:
-            row = self._rows("SELECT to_regclass(%s) AS t", (f"{self.config.schema}.job",))
-            if not row or row[0]["t"] is None:
-                raise SchemaMissingError(
-                    f"no queuer schema in {self.config.database!r} schema {self.config.schema!r} (run: queuer init)"
-                )
+        """Fail fast (one short connection) when the server or the schema is missing, then open
+        the pool (which would otherwise retry for half a minute)."""
+        self._call(self._connect(require_schema))
+
+    async def _connect(self, require_schema: bool) -> None:
+        probe = await psycopg.AsyncConnection.connect(
+            self.config.conninfo(), connect_timeout=5, application_name="queuer"
+        )
+        try:
+            cur = await probe.execute("SELECT to_regclass(%s)", (f"{self.config.schema}.job",))
+            row = await cur.fetchone()
+        finally:
+            await probe.close()
+        if require_schema and (row is None or row[0] is None):
+            raise SchemaMissingError(
+                f"no queuer schema in {self.config.database!r} schema {self.config.schema!r} (run: queuer init)"
+            )
+        await self.store.open()
+        self._open = True
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        if self._open:
+            self._call(self.store.close())
+        self._runner.close()
 
-    def _rows(self, query: str, params: Any = None) -> list[dict[str, Any]]:
-        assert self._conn is not None, "connect() first"
-        with self._conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if cur.description else []
-
-    # -- schema ---------------------------------------------------------------------------------
     def init(self) -> list[str]:
-        import asyncio
-
-        return asyncio.run(install_schema(self.config))
+        return self._call(install_schema(self.config))
 
     # -- reading --------------------------------------------------------------------------------
     def list_jobs(
@@ -78,34 +78,32 @@ class Admin:
         entries: int,
     ) -> list[Job]:
         query = self.store.jobs.filtered_ended if ended else self.store.jobs.filtered_jobs
-        params = {"status": status, "task": task, "search": search, "last_id": last_id, "entries": entries}
-        return [self.store.job_from_row(r) for r in self._rows(query, params)]
+        return self._call(self.store.page(query, last_id, entries, status=status, task=task, search=search))
 
     def list_workers(
         self, status: str | None, search: str | None, last_id: int, entries: int
     ) -> list[Worker]:
         params = {"status": status, "search": search, "last_id": last_id, "entries": entries}
-        return [Worker.from_row(r) for r in self._rows(self.store.workers.filtered, params)]
+        return [
+            Worker.from_row(r) for r in self._call(self.store.execute(self.store.workers.filtered, params))
+        ]
 
     def connections(self) -> list[dict[str, Any]]:
-        return self._rows(self.store.workers.connections)
+        return [dict(r) for r in self._call(self.store.execute(self.store.workers.connections, ()))]
 
     def get_job(self, rid: UUID, ended: bool) -> Job:
-        rows = self._rows(self.store.jobs.select_ended if ended else self.store.jobs.select_job, (rid,))
-        if not rows:
-            raise JobNotFoundError(f"no job with rid {rid} in {'job_archive' if ended else 'job'}")
-        return self.store.job_from_row(rows[0])
+        return self._call(self.store.get_job(rid, ended))
 
     def get_worker(self, rid: UUID) -> Worker:
-        rows = self._rows(self.store.workers.select, (rid,))
-        if not rows:
-            raise WorkerNotFoundError(f"no worker with rid {rid}")
-        return Worker.from_row(rows[0])
+        return self._call(self.store.get_worker(rid))
 
     def stats(self) -> dict[str, Any]:
-        counts = self._rows(self.store.jobs.stats)
-        recent = self._rows(self.store.jobs.recent)[0]
-        master = self._rows(self.masters.select)
+        return self._call(self._stats())
+
+    async def _stats(self) -> dict[str, Any]:
+        counts = await self.store.execute(self.store.jobs.stats, ())
+        recent = (await self.store.execute(self.store.jobs.recent, ()))[0]
+        master = await self.store.get_master()
         return {
             "counts": [
                 {"table": r["tbl"], "status": r["status"], "task": r["task_name"], "count": r["n"]}
@@ -114,26 +112,16 @@ class Admin:
             "finished_last_minute": recent["finished_last_minute"],
             "throughput_per_second": round(recent["finished_last_minute"] / 60, 2),
             "oldest_queued_seconds": recent["oldest_queued_seconds"],
-            "master_worker_rid": str(master[0]["worker_rid"]) if master and master[0]["worker_rid"] else None,
+            "master_worker_rid": str(master.worker_rid) if master.worker_rid else None,
         }
 
     # -- writing --------------------------------------------------------------------------------
     def cancel_job(self, rid: UUID) -> Job:
-        rows = self._rows(self.store.jobs.cancel, (rid,))
-        if not rows:
-            raise JobNotFoundError(f"no queued, scheduled or running job with rid {rid}")
-        return self.store.job_from_row(rows[0])
+        return self._call(self.store.cancel(rid))
 
     def stop_worker(self, rid: UUID, graceful: bool) -> Worker:
         status = WorkerStatus.STOPPING if graceful else WorkerStatus.STOPPED
-        rows = self._rows(self.store.workers.request_stop, (status.value, rid))
-        return Worker.from_row(rows[0]) if rows else self.get_worker(rid)
+        return self._call(self.store.request_stop(rid, status))
 
     def readd(self, rid: UUID) -> Job:
-        rows = self._rows(self.store.jobs.readd, (uuid7(), rid))
-        if not rows:
-            raise JobNotFoundError(f"no job with rid {rid} in job_archive")
-        return self.store.job_from_row(rows[0])
-
-
-__all__ = ["Admin", "ConfigurationError", "SchemaMissingError"]
+        return self._call(self.store.readd(rid))

@@ -111,7 +111,11 @@ def _config(args: argparse.Namespace) -> DatabaseConfiguration:
 
 def _admin(args: argparse.Namespace, require_schema: bool = True) -> Admin:
     admin = Admin(_config(args), os.environ.get("QUEUER_ENCRYPTION_KEY") or None)
-    admin.connect(require_schema=require_schema)
+    try:
+        admin.connect(require_schema=require_schema)
+    except BaseException:
+        admin.close()
+        raise
     return admin
 
 

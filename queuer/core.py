@@ -23,13 +23,11 @@ from queuer.database import DatabaseConfiguration, NewJob, install_schema
 from queuer.database.batch import copy_jobs, copy_jobs_async
 from queuer.database.encryption import PgpCodec
 from queuer.database.listener import Listener, parse_payload
-from queuer.database.master_table import MasterTable
 from queuer.database.store import Store
 from queuer.model import (
     BatchJob,
     Job,
     JobEvent,
-    JobNotFoundError,
     JobStatus,
     Master,
     MasterSettings,
@@ -45,7 +43,6 @@ from queuer.model import (
     uuid7_batch,
     validate_name,
 )
-from queuer.model.job import utc_or_none
 from queuer.model.jsoncodec import dumps, naive_utc
 
 from .loop import LoopThread
@@ -327,41 +324,25 @@ class Queuer:
     def stop_worker(self, worker_rid: UUID) -> Worker:
         """Ask any worker (Python or Go) to stop now: its row becomes STOPPED, it cancels its
         running jobs and exits at its next heartbeat."""
-        return self._loop.call(self._request_stop(worker_rid, WorkerStatus.STOPPED))
+        return self._loop.call(self._store.request_stop(worker_rid, WorkerStatus.STOPPED))
 
     async def stop_worker_async(self, worker_rid: UUID) -> Worker:
-        return await self._loop.call_async(self._request_stop(worker_rid, WorkerStatus.STOPPED))
+        return await self._loop.call_async(self._store.request_stop(worker_rid, WorkerStatus.STOPPED))
 
     def stop_worker_gracefully(self, worker_rid: UUID) -> Worker:
         """Ask any worker to drain: its row becomes STOPPING; it finishes what runs, takes nothing
         new, then marks itself STOPPED."""
-        return self._loop.call(self._request_stop(worker_rid, WorkerStatus.STOPPING))
+        return self._loop.call(self._store.request_stop(worker_rid, WorkerStatus.STOPPING))
 
     async def stop_worker_gracefully_async(self, worker_rid: UUID) -> Worker:
-        return await self._loop.call_async(self._request_stop(worker_rid, WorkerStatus.STOPPING))
-
-    async def _request_stop(self, worker_rid: UUID, status: WorkerStatus) -> Worker:
-        rows = await self._store.execute(self._store.workers.request_stop, (status.value, worker_rid))
-        if not rows:
-            return await self._store.get_worker(worker_rid)  # raises when absent; else already STOPPED
-        return Worker.from_row(rows[0])
+        return await self._loop.call_async(self._store.request_stop(worker_rid, WorkerStatus.STOPPING))
 
     def get_master(self) -> Master:
         """The master row: who holds the role, its settings, when it was last renewed."""
-        return self._loop.call(self._get_master())
+        return self._loop.call(self._store.get_master())
 
     async def get_master_async(self) -> Master:
-        return await self._loop.call_async(self._get_master())
-
-    async def _get_master(self) -> Master:
-        rows = await self._store.execute(MasterTable(self._store.config.schema).select, ())
-        row = rows[0]
-        return Master(
-            worker_id=row["worker_id"],
-            worker_rid=row["worker_rid"],
-            settings=MasterSettings.from_json(row["settings"]),
-            updated_at=utc_or_none(row["updated_at"]),
-        )
+        return await self._loop.call_async(self._store.get_master())
 
     # -- notifications --------------------------------------------------------------------------
     async def _ensure_listener(self) -> None:
@@ -713,42 +694,26 @@ class Queuer:
 
     def cancel_job(self, rid: UUID) -> Job:
         """Move a queued, scheduled or running job to the archive as CANCELLED (running ones stop)."""
-        return self._loop.call(self._cancel(rid))
+        return self._loop.call(self._store.cancel(rid))
 
     async def cancel_job_async(self, rid: UUID) -> Job:
-        return await self._loop.call_async(self._cancel(rid))
-
-    async def _cancel(self, rid: UUID) -> Job:
-        job = await self._store.cancel(rid)
-        if job is None:
-            raise JobNotFoundError(f"no queued, scheduled or running job with rid {rid}")
-        return job
+        return await self._loop.call_async(self._store.cancel(rid))
 
     def cancel_all_jobs_by_worker(self, worker_rid: UUID) -> list[Job]:
         """Cancel every job in ``job`` that names this worker (running or handed back); archived
         CANCELLED in one statement. Returns the cancelled jobs."""
-        return self._loop.call(self._cancel_by_worker(worker_rid))
+        return self._loop.call(self._store.cancel_by_worker(worker_rid))
 
     async def cancel_all_jobs_by_worker_async(self, worker_rid: UUID) -> list[Job]:
-        return await self._loop.call_async(self._cancel_by_worker(worker_rid))
-
-    async def _cancel_by_worker(self, worker_rid: UUID) -> list[Job]:
-        rows = await self._store.execute(self._store.jobs.cancel_by_worker, (worker_rid,))
-        return [self._store.job_from_row(r) for r in rows]
+        return await self._loop.call_async(self._store.cancel_by_worker(worker_rid))
 
     def readd_job_from_archive(self, rid: UUID) -> Job:
         """Enqueue a new job (new rid) with the task, parameters and options of an archived one;
         a schedule makes it SCHEDULED at its original start (so usually due at once)."""
-        return self._loop.call(self._readd(rid))
+        return self._loop.call(self._store.readd(rid))
 
     async def readd_job_from_archive_async(self, rid: UUID) -> Job:
-        return await self._loop.call_async(self._readd(rid))
-
-    async def _readd(self, rid: UUID) -> Job:
-        rows = await self._store.execute(self._store.jobs.readd, (uuid7(), rid))
-        if not rows:
-            raise JobNotFoundError(f"no job with rid {rid} in job_archive")
-        return self._store.job_from_row(rows[0])
+        return await self._loop.call_async(self._store.readd(rid))
 
     # -- waiting --------------------------------------------------------------------------------
     def wait_for_job_finished(self, rid: UUID, timeout_seconds: float = 30.0) -> Job:

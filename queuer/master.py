@@ -16,7 +16,6 @@ from uuid import UUID
 
 import psycopg
 
-from queuer.database.master_table import MasterTable
 from queuer.database.store import Store
 from queuer.model import MasterSettings
 from queuer.model.jsoncodec import dumps
@@ -36,9 +35,8 @@ class MasterRole:
         self.worker_id = worker_id
         self.worker_rid = worker_rid
         self.settings = settings
-        self.table = MasterTable(store.config.schema)
+        self.table = store.masters
         self.is_master = False
-        self.became_master = asyncio.Event()
         self._hypertable = False
         if settings.worker_stale_threshold < GO_STALE_THRESHOLD:
             log.warning(
@@ -73,13 +71,11 @@ class MasterRole:
             if self.is_master:
                 log.warning("worker %s lost the master lock to another process", self.worker_rid)
             self.is_master = False
-            self.became_master.clear()
             return
         if not self.is_master:
             log.info("worker %s is now master (previous: %s)", self.worker_rid, rows[0]["worker_rid"])
             await self._install_retention()
             self.is_master = True
-            self.became_master.set()
         await self._tick()
 
     async def _install_retention(self) -> None:

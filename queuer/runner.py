@@ -21,10 +21,6 @@ from .tasks import Task
 current_job_rid: contextvars.ContextVar[UUID | None] = contextvars.ContextVar("queuer_job_rid", default=None)
 
 
-class TaskTimeoutError(Exception):
-    """The attempt ran longer than ``on_error.timeout``."""
-
-
 @dataclass
 class Outcome:
     """How a run ended. ``retry_at`` set means: back to the queue (same row and rid) at that time."""
