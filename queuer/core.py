@@ -354,7 +354,7 @@ class Queuer:
     async def _on_listener_connect(self) -> None:
         """After a (re)connect: claim at once and settle waiters whose notification may be lost."""
         if self._runtime is not None:
-            self._runtime.wake.set()
+            self._runtime.schedule_changed()
         ended = await self._store.find_ended(list(self._waiters))
         for rid in ended:
             self._settle_waiters(rid)
@@ -369,9 +369,13 @@ class Queuer:
         thousands of jobs a second most are RUNNING/SUCCEEDED echoes of our own work."""
         callbacks = self._callbacks
         if channel == "job":
-            queued = '"QUEUED"' in payload or '"SCHEDULED"' in payload
-            if queued and self._runtime is not None:
-                self._runtime.wake.set()
+            scheduled = '"SCHEDULED"' in payload
+            queued = scheduled or '"QUEUED"' in payload
+            if self._runtime is not None:
+                if scheduled:
+                    self._runtime.schedule_changed()
+                elif queued:
+                    self._runtime.wake.set()
             if not callbacks["insert" if queued else "update"]:
                 return
         elif not (self._waiters or callbacks["delete"] or '"CANCELLED"' in payload):

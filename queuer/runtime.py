@@ -73,6 +73,9 @@ class Runtime:
         self._ended = asyncio.Event()  # set whenever a running job ends
         self._loops: list[asyncio.Task[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        # Whether the earliest due time may have changed since the timer was armed: only something
+        # becoming SCHEDULED (a notification says so), the timer, a poll tick or a reconnect can.
+        self._schedule_changed = True
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,7 +159,7 @@ class Runtime:
                 self._written.set()
             for job in claimed:
                 self._start_job(job)
-            if free > 0 and len(claimed) < free:
+            if free > 0 and len(claimed) < free and self._schedule_changed:
                 await self._arm_timer()
 
     async def _gather_completions(self) -> None:
@@ -220,8 +223,14 @@ class Runtime:
         except psycopg.Error:
             log.debug("recovery after a failed cycle failed; retried with the next cycle", exc_info=True)
 
+    def schedule_changed(self) -> None:
+        """A job became SCHEDULED somewhere: look for the earliest due time again."""
+        self._schedule_changed = True
+        self.wake.set()
+
     async def _arm_timer(self) -> None:
         """Wake up when the earliest scheduled job we can run comes due (server clock)."""
+        self._schedule_changed = False
         try:
             rows = await self.store.execute(
                 self.store.jobs.next_due,
@@ -229,6 +238,7 @@ class Runtime:
             )
         except psycopg.Error as exc:
             log.warning("next-due query failed: %s", exc)
+            self._schedule_changed = True
             return
         seconds = rows[0]["seconds"] if rows else None
         if self._timer is not None:
@@ -237,7 +247,7 @@ class Runtime:
         if seconds is not None:
             # A job due now but not claimed is locked by another worker: look again shortly.
             delay = seconds if seconds > 0 else 0.05
-            self._timer = asyncio.get_running_loop().call_later(delay, self.wake.set)
+            self._timer = asyncio.get_running_loop().call_later(delay, self.schedule_changed)
 
     # -- running --------------------------------------------------------------------------------
     def _start_job(self, job: Job) -> None:
@@ -289,7 +299,7 @@ class Runtime:
     async def _poll_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.poll_interval)
-            self.wake.set()
+            self.schedule_changed()  # the fallback for notifications that never arrived
 
     async def _heartbeat_loop(self) -> None:
         while True:
