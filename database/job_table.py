@@ -7,7 +7,7 @@ pooled connection, or on the caller's own connection for transactional enqueue.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -17,8 +17,12 @@ from queuer.model import JOB_COLUMNS
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 _COLS = ", ".join(JOB_COLUMNS)
 # What running a job needs: results and error are always [] and '' in job (results decode = waste).
+# The JSON columns come back as text: most are '{}' or '[]', which the caller maps without a parser.
+CLAIM_JSON_COLUMNS = ("options", "parameters", "parameters_keyed")
 _CLAIM_COLS = ", ".join(
-    f"j.{c}" for c in JOB_COLUMNS if c not in ("results", "results_encrypted", "error", "updated_at")
+    f"j.{c}::text AS {c}" if c in CLAIM_JSON_COLUMNS else f"j.{c}"
+    for c in JOB_COLUMNS
+    if c not in ("results", "results_encrypted", "error", "updated_at")
 )
 
 _INSERT = f"""
@@ -34,14 +38,17 @@ RETURNING {_COLS}
 # next occurrence of recurring jobs that were archived here, and claim up to %(limit)s due jobs
 # this worker can run, oldest first, skipping locked rows (§5.3). The row sets are disjoint: the
 # first three touch this worker's RUNNING rows, the claim only QUEUED/SCHEDULED ones, and every
-# part sees the same snapshot. Batch data arrives as JSON arrays (one parameter each).
+# part sees the same snapshot. Batch data arrives as JSON arrays (one parameter each); the ids are
+# also passed as an array so the rows are found through the primary key (the statement runs with a
+# generic plan, which would otherwise scan every RUNNING row of the fleet).
 _CYCLE = f"""
 WITH done AS (
     SELECT * FROM json_to_recordset(%(finished)s::json)
         AS d(id bigint, attempts int, status text, results text, enc text, error text)
 ), moved AS (
     DELETE FROM {{job}} AS j USING done AS d
-    WHERE j.id = d.id AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = d.attempts
+    WHERE j.id = ANY(%(finished_ids)s::bigint[]) AND j.id = d.id
+      AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = d.attempts
     RETURNING j.*, d.status AS new_status, d.results AS new_results, d.enc AS new_enc, d.error AS new_error
 ), archived AS (
     INSERT INTO {{job_archive}} ({_COLS})
@@ -55,7 +62,8 @@ WITH done AS (
     SET status = CASE WHEN r.due > {NOW_UTC} THEN 'SCHEDULED' ELSE 'QUEUED' END,
         scheduled_at = CASE WHEN r.due > {NOW_UTC} THEN r.due ELSE j.scheduled_at END
     FROM json_to_recordset(%(requeued)s::json) AS r(id bigint, attempts int, due timestamp)
-    WHERE j.id = r.id AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = r.attempts
+    WHERE j.id = ANY(%(requeued_ids)s::bigint[]) AND j.id = r.id
+      AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = r.attempts
     RETURNING j.id
 ), followed AS (
     INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
@@ -272,7 +280,15 @@ def cycle_params(
                 for source, n in follow_ups
             ]
         ),
+        "finished_ids": _id_array(f[0] for f in finished),
+        "requeued_ids": _id_array(r[0] for r in requeued),
         "limit": claim_limit,
         "tasks": tasks,
         "intervals": intervals,
     }
+
+
+def _id_array(ids: Iterable[int]) -> str:
+    """A ``bigint[]`` literal: one text parameter whose type never changes (a list of ints would
+    be sent as int2[], int4[] or int8[] by value, each a new prepared statement)."""
+    return "{" + ",".join(map(str, ids)) + "}"

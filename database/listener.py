@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import psycopg
+from psycopg.pq import ConnStatus
+from psycopg.pq.abc import PGconn
 from queuer.model import JobEvent, JobStatus
 
 from .config import DatabaseConfiguration
@@ -97,10 +99,37 @@ class Listener:
                     await _close_quietly(conn)
 
     async def _consume(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-        while True:
-            async for notify in conn.notifies(timeout=self._check_interval):
-                self._on_notify(notify.channel, notify.payload)
-            await conn.execute("SELECT 1")  # quiet for a while: prove the connection is alive
+        """Read notifications straight off libpq: one readiness callback per network packet and
+        no per-notification objects or generator steps. At thousands of jobs a second each job
+        brings three notifications (queued, running, archived), and psycopg's ``notifies()``
+        spent about a tenth of a worker's time building objects for them."""
+        pgconn = conn.pgconn
+        fd = pgconn.socket
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        # Notifications that arrive while psycopg itself reads the socket (the liveness query).
+        conn.add_notify_handler(lambda n: self._on_notify(n.channel, n.payload))
+        loop.add_reader(fd, readable.set)
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(readable.wait(), self._check_interval)
+                except TimeoutError:  # quiet for a while: prove the connection is alive
+                    loop.remove_reader(fd)  # psycopg reads the socket itself meanwhile
+                    await conn.execute("SELECT 1")
+                    loop.add_reader(fd, readable.set)
+                    continue
+                readable.clear()
+                self._read(pgconn)
+        finally:
+            loop.remove_reader(fd)
+
+    def _read(self, pgconn: PGconn) -> None:
+        pgconn.consume_input()  # OperationalError when the connection is gone
+        if pgconn.status != ConnStatus.OK:
+            raise psycopg.OperationalError("the LISTEN connection is closed")
+        while (n := pgconn.notifies()) is not None:
+            self._on_notify(n.relname.decode(), n.extra.decode())
 
 
 async def _close_quietly(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
