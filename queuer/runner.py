@@ -130,6 +130,8 @@ async def run_job(task: Task, job: Job, on_error: OnError | None) -> Outcome:
             ctx = contextvars.copy_context()
             fut = _run_in_thread(asyncio.get_running_loop(), ctx, task, args, kwargs)
             value = await asyncio.wait_for(fut, timeout)
+        if value is None:  # most tasks return nothing: results [] without the encoder
+            return Outcome(job, JobStatus.SUCCEEDED)
         return Outcome(job, JobStatus.SUCCEEDED, results_json=dumps(results_of(value), "task result"))
     except asyncio.CancelledError:
         raise

@@ -259,7 +259,8 @@ class Runtime:
             self.wake.set()
             return
         task = self.registry.tasks[job.task_name]
-        log.info("job %s %s started (attempt %d)", job.rid, job.task_name, job.attempts)
+        if log.isEnabledFor(logging.INFO):
+            log.info("job %s %s started (attempt %d)", job.rid, job.task_name, job.attempts)
         on_error = (job.options.on_error if job.options else None) or self.default_on_error
         runner = asyncio.get_running_loop().create_task(self._run(job, run_job(task, job, on_error)))
         self.running[job.id] = (job, runner)
