@@ -75,10 +75,11 @@ class Worker:
         return starts
 
 
-def pending(conn: psycopg.Connection[Any], system: str) -> int:
+def pending(conn: psycopg.Connection[Any], system: str) -> bool:
+    """Whether the queue table still holds a row. Cheap on purpose: a count(*) of 20,000 rows
+    every 5 ms took a third of a core from the workers being measured."""
     table = "job" if system == "queuer" else "pgqueuer"
-    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return int(row[0]) if row else 0
+    return conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
 
 
 def prepare(system: str, url: str) -> None:
@@ -119,7 +120,7 @@ def drain(system: str, processes: int, n: int) -> dict[str, Any]:
         committed = enqueue(system, url, config, n)
         with psycopg.connect(url, autocommit=True) as conn:
             while pending(conn, system):
-                time.sleep(0.005)
+                time.sleep(0.01)
         done = time.monotonic()
         cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
         ran = sum(len(w.stop()) for w in workers)

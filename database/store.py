@@ -20,6 +20,7 @@ from queuer.model import (
     JobNotFoundError,
     Master,
     MasterSettings,
+    Options,
     Worker,
     WorkerNotFoundError,
     WorkerStatus,
@@ -133,6 +134,20 @@ class Store:
                 values[plain] = json.loads(self.codec.decrypt(bytes(data)))
         return Job.from_row(values)
 
+    def _claimed_job(self, row: dict[str, Any]) -> Job:
+        """A Job from a row the cycle claimed (JSON columns as text, see ``CLAIM_JSON_COLUMNS``)."""
+        if row["parameters_encrypted"] or row["parameters_keyed_encrypted"]:
+            for column in CLAIM_JSON_COLUMNS:
+                row[column] = _json_text(row[column])
+            return self.job_from_row(row)
+        options = row["options"]
+        return Job.from_claim(
+            row,
+            Options() if options == "{}" else Options.from_json(_json_text(options)),
+            _json_text(row["parameters"]),
+            _json_text(row["parameters_keyed"]),
+        )
+
     # -- jobs -----------------------------------------------------------------------------------
     async def cycle(
         self,
@@ -168,12 +183,13 @@ class Store:
         if self._cycle_conn is None:
             self._cycle_conn = await self.pool.getconn()
         try:
-            cur = await self._cycle_conn.execute(self.jobs.cycle, params)
+            statement = self.jobs.cycle if requeued or follow_ups else self.jobs.cycle_lean
+            cur = await self._cycle_conn.execute(statement, params)
             rows = await cur.fetchall()
         except psycopg.Error:
             await self._release_cycle_connection()
             raise
-        claimed = [self.job_from_row(_json_from_text(r)) for r in rows]
+        claimed = [self._claimed_job(r) for r in rows]
         claimed.sort(key=lambda j: (j.created_at or datetime.min, j.id))
         return claimed
 
@@ -275,14 +291,10 @@ class Store:
         )
 
 
-def _json_from_text(row: dict[str, Any]) -> dict[str, Any]:
-    """Decode the claim's JSON text columns in place; the common empty values without a parser."""
-    for column in CLAIM_JSON_COLUMNS:
-        text = row[column]
-        if text == "{}":
-            row[column] = {}
-        elif text == "[]":
-            row[column] = []
-        elif text is not None:
-            row[column] = json.loads(text)
-    return row
+def _json_text(text: str | None) -> Any:
+    """A JSON column read as text; the common empty values without a parser."""
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return None if text is None else json.loads(text)

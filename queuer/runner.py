@@ -121,7 +121,10 @@ async def run_job(task: Task, job: Job, on_error: OnError | None) -> Outcome:
     current_job_rid.set(job.rid)
     timeout = on_error.timeout if on_error and on_error.timeout > 0 else None
     try:
-        args, kwargs = task.coerce(job.parameters, job.parameters_keyed)
+        if job.parameters or job.parameters_keyed:
+            args, kwargs = task.coerce(job.parameters, job.parameters_keyed)
+        else:
+            args, kwargs = [], {}
         if task.is_async:
             value = await asyncio.wait_for(task.fn(*args, **kwargs), timeout)
         elif task.in_process:
