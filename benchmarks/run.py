@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import machine, record, scratch_database
+from common import cpu_probe_ms, machine, record, scratch_database
 
 from queuer import BatchJob, DatabaseConfiguration, new_queuer_with_db
 
@@ -220,6 +220,7 @@ def main() -> None:
             ),
         }
     results["machine"]["load_1m_after"] = round(os.getloadavg()[0], 2)
+    results["machine"]["cpu_probe_ms_after"] = cpu_probe_ms()
     record("throughput", results)
 
 

@@ -68,7 +68,7 @@ class DatabaseConfiguration:
             return {"application_name": APPLICATION_NAME}
         return {
             "application_name": APPLICATION_NAME,
-            "options": f"-c search_path={self.schema} -c TimeZone=UTC -c plan_cache_mode=force_generic_plan",
+            "options": f"-c search_path={self.schema} -c TimeZone=UTC",
         }
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -181,7 +182,7 @@ class Store:
         # cost more client time than decoding the claimed rows. After an error it goes back to
         # the pool, which checks it and discards it if broken; the next cycle takes another.
         if self._cycle_conn is None:
-            self._cycle_conn = await self.pool.getconn()
+            self._cycle_conn = await self._take_cycle_connection()
         try:
             statement = self.jobs.cycle if requeued or follow_ups else self.jobs.cycle_lean
             cur = await self._cycle_conn.execute(statement, params)
@@ -193,10 +194,28 @@ class Store:
         claimed.sort(key=lambda j: (j.created_at or datetime.min, j.id))
         return claimed
 
+    async def _take_cycle_connection(self) -> AsyncConnection[DictRow]:
+        """The cycle's connection, with generic plans: planning the cycle statement anew for each
+        execution cost more than executing it, and grew as a draining queue left dead index
+        entries behind (1.0 -> 2.4 ms per cycle over 20,000 jobs). Only this connection: the
+        operators' filtered listings want plans for their actual parameters."""
+        conn = await self.pool.getconn()
+        if not self.config.behind_pooler:  # no session settings behind a transaction pooler
+            try:
+                await conn.execute("SET plan_cache_mode = force_generic_plan")
+            except psycopg.Error:
+                await self.pool.putconn(conn)
+                raise
+        return conn
+
     async def _release_cycle_connection(self) -> None:
         conn, self._cycle_conn = self._cycle_conn, None
-        if conn is not None:
-            await self.pool.putconn(conn)
+        if conn is None:
+            return
+        if not self.config.behind_pooler and not conn.broken:
+            with contextlib.suppress(psycopg.Error):  # a broken one is discarded by the pool
+                await conn.execute("RESET plan_cache_mode")
+        await self.pool.putconn(conn)
 
     async def held_by(self, worker_id: int) -> list[tuple[int, int]]:
         """(id, attempts) of the jobs the database says this worker is running."""
