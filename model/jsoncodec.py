@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from .errors import NotSerializableError, ValidationError
@@ -70,15 +71,31 @@ def require_seconds(name: str, value: Any) -> float:
     return value
 
 
-# One encoder for every call: json.dumps with non-default arguments builds a new one each time.
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# One encoder for every call: json.dumps with non-default arguments builds a new one each time,
+# and JSONEncoder.encode builds a new C encoder each time (a third of an add_jobs item). This is
+# the C encoder JSONEncoder.encode would make (compact, ASCII, no NaN), made once. It keeps no
+# state between calls (no circular-reference markers; a cycle ends in RecursionError instead),
+# so threads can share it.
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_C_ENCODE = (
+    c_make_encoder(None, _refuse, encode_basestring_ascii, None, ":", ",", False, False, False)
+    if c_make_encoder is not None
+    else None
+)
 
 
 def dumps(value: Any, what: str) -> str:
-    """Compact JSON text; NaN, Infinity and unknown types raise ``NotSerializableError``."""
+    """Compact JSON text; NaN, Infinity, unknown types and cycles raise ``NotSerializableError``."""
     if not value and isinstance(value, list | tuple | dict):
         return "{}" if isinstance(value, dict) else "[]"
     try:
+        if _C_ENCODE is not None and not isinstance(value, str):
+            return "".join(_C_ENCODE(value, 0))
         return _ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
-        raise NotSerializableError(f"{what} is not JSON-serialisable: {exc}") from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "it contains itself" if isinstance(exc, RecursionError) else str(exc)
+        raise NotSerializableError(f"{what} is not JSON-serialisable: {reason}") from exc

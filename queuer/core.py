@@ -580,13 +580,20 @@ class Queuer:
         """Validate and encode a whole batch; per-batch work (rids, parent, names) is done once."""
         if isinstance(batch, str | bytes) or not isinstance(batch, Sequence):
             raise ValidationError("add_jobs takes a list of BatchJob")
+        if self._closed:
+            raise QueuerStateError("this queuer has been stopped")
         rids = uuid7_batch(len(batch))
         parent = current_job_rid.get()
+        # The common item (no options, no keyword parameters, not inside a task, no parameter
+        # encryption) is built inline: at 20,000 items the general path cost a fifth of add_jobs.
+        plain = parent is None and not self._store.encrypt_parameters
+        default_options = self._default_options_json
+        queued = JobStatus.QUEUED.value
         names: dict[Any, str] = {}
         news = []
         for index, item in enumerate(batch):
             try:
-                if not isinstance(item, BatchJob):
+                if type(item) is not BatchJob and not isinstance(item, BatchJob):
                     raise ValidationError(f"{type(item).__name__} is not a BatchJob")
                 params, keyed = item.parameters, item.parameters_keyed
                 if type(params) is not list and type(params) is not tuple:
@@ -601,7 +608,11 @@ class Queuer:
                     name = names[item.task]
                 except (KeyError, TypeError):
                     name = names[item.task] = self.registry.name_of(item.task)
-                news.append(self._encode(item.options, name, params, keyed, rids[index], parent))
+                if plain and item.options is None and not keyed:
+                    params_json = dumps(params, "parameters")
+                    news.append(NewJob(rids[index], default_options, name, params_json, "{}", queued, None))
+                else:
+                    news.append(self._encode(item.options, name, params, keyed, rids[index], parent))
             except ValidationError as exc:
                 raise type(exc)(f"batch item {index}: {exc}") from exc
         return news

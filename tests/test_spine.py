@@ -133,6 +133,13 @@ def test_bad_input_raises_at_the_call_and_writes_nothing(
         q.add_job(known, object())
     with pytest.raises(NotSerializableError):
         q.add_job(known, float("nan"))
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(NotSerializableError, match="contains itself"):
+        q.add_job(known, looped)
+    shared = {"same": [1, 2]}  # one object twice is not a cycle
+    q.add_job(known, [shared, shared])
+    sql.execute("DELETE FROM job")
     with pytest.raises(ValidationError):
         q.add_job_with_options("not options", known)  # type: ignore[arg-type]
     assert count(sql, "SELECT count(*) FROM job") == 0
