@@ -1,20 +1,29 @@
 """Enqueue rates: add_job from one thread, add_jobs (binary COPY) for 20,000 and 100,000 jobs.
 
-python benchmarks/enqueue.py            # against QUEUER_BENCH_DSN (default: local PostgreSQL)
+    python benchmarks/enqueue.py [--repeat 5]
+
+Against QUEUER_BENCH_DSN (default: the local PostgreSQL). Every round gets a fresh database; the
+medians over the rounds are reported, each round's figures are kept in the results file.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import statistics
 import time
+from typing import Any
 
-from common import machine, record, scratch_database
+from common import cpu_probe_ms, machine, record, scratch_database
 
 from queuer import BatchJob, new_queuer_with_db
 
+SINGLE_JOBS = 3000
+BATCH_SIZES = (20_000, 100_000)
 
-def main() -> None:
-    info = machine()
-    results: dict[str, object] = {"machine": info}
+
+def one_round() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
     with scratch_database() as (_, config):
         q = new_queuer_with_db("bench-producer", 1, None, config)
 
@@ -23,27 +32,44 @@ def main() -> None:
         q.add_task(noop)
         for _ in range(200):  # warm up the pool and prepared statements
             q.add_job(noop, 0)
-        n = 3000
         began = time.perf_counter()
-        for i in range(n):
+        for i in range(SINGLE_JOBS):
             q.add_job(noop, i)
-        elapsed = time.perf_counter() - began
-        results["add_job_one_thread"] = {
-            "jobs": n,
-            "seconds": round(elapsed, 3),
-            "jobs_per_s": round(n / elapsed),
-        }
-        for size in (20_000, 100_000):
+        out["add_job_one_thread"] = _rate(SINGLE_JOBS, time.perf_counter() - began)
+        for size in BATCH_SIZES:
             batch = [BatchJob(noop, [i]) for i in range(size)]
             began = time.perf_counter()
             q.add_jobs(batch)
-            elapsed = time.perf_counter() - began
-            results[f"add_jobs_copy_{size}"] = {
-                "jobs": size,
-                "seconds": round(elapsed, 3),
-                "jobs_per_s": round(size / elapsed),
-            }
+            out[f"add_jobs_copy_{size}"] = _rate(size, time.perf_counter() - began)
         q.stop()
+    return out
+
+
+def _rate(jobs: int, seconds: float) -> dict[str, Any]:
+    return {"jobs": jobs, "seconds": round(seconds, 3), "jobs_per_s": round(jobs / seconds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5, help="rounds, each on a fresh database")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine": machine(), "rounds": args.repeat}
+    rounds = []
+    for number in range(args.repeat):
+        measured = one_round()
+        rounds.append(measured)
+        print(f"round {number + 1}", {k: v["jobs_per_s"] for k, v in measured.items()}, flush=True)
+    for workload in rounds[0]:
+        rates = [r[workload]["jobs_per_s"] for r in rounds]
+        results[workload] = {
+            "jobs": rounds[0][workload]["jobs"],
+            "jobs_per_s_median": round(statistics.median(rates)),
+            "jobs_per_s_min": min(rates),
+            "jobs_per_s_max": max(rates),
+        }
+    results["per_round"] = rounds
+    results["machine"]["load_1m_after"] = round(os.getloadavg()[0], 2)
+    results["machine"]["cpu_probe_ms_after"] = cpu_probe_ms()
     record("enqueue", results)
 
 
