@@ -141,7 +141,10 @@ class Listener:
         if pgconn.status != ConnStatus.OK:
             raise psycopg.OperationalError("the LISTEN connection is closed")
         while (n := pgconn.notifies()) is not None:
-            self._on_notify(n.relname.decode(), n.extra.decode())
+            try:
+                self._on_notify(n.relname.decode(), n.extra.decode())
+            except Exception:  # one bad handler run must not drop the rest of the packet
+                log.exception("handling a notification on %s failed", n.relname.decode())
 
 
 async def _close_quietly(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
