@@ -133,6 +133,7 @@ class Listener:
                     loop.remove_reader(fd)
                     await conn.execute("SELECT 1")
                     loop.add_reader(fd, readable)
+                    readable()  # anything psycopg read off the socket but left in libpq's buffer
         finally:
             loop.remove_reader(fd)
 

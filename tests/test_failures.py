@@ -405,3 +405,55 @@ def _add_quietly(q: Any, task: Any, *args: Any) -> bool:
     except psycopg.OperationalError:
         return False  # the sync pool's connection died with the others; the next one is fresh
     return True
+
+
+def test_listener_proves_a_quiet_connection_alive_and_reconnects(
+    db_config: Any, sql: psycopg.Connection[Any]
+) -> None:
+    """The LISTEN connection after a quiet spell (liveness query) and after being killed: both
+    times notifications keep arriving, and every (re)connect is reported."""
+    from queuer.database.listener import Listener
+
+    received: list[tuple[str, str]] = []
+    connects: list[float] = []
+
+    async def scenario() -> None:
+        got = asyncio.Event()
+
+        def on_notify(channel: str, payload: str) -> None:
+            received.append((channel, payload))
+            got.set()
+
+        async def on_connect() -> None:
+            connects.append(time.monotonic())
+
+        listener = Listener(db_config, on_notify, on_connect, check_interval=0.1)
+        task = asyncio.get_running_loop().create_task(listener.run())
+        try:
+            await asyncio.wait_for(listener.connected.wait(), 30)
+            me = "(SELECT pid FROM pg_stat_activity WHERE query = 'SELECT 1' AND datname = current_database() AND pid <> pg_backend_pid())"
+
+            async def until(predicate: Callable[[], bool]) -> None:
+                deadline = time.monotonic() + 30
+                while not predicate():
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.01)
+
+            # Quiet for longer than check_interval: the liveness query ran on the listener.
+            await until(lambda: sql.execute(f"SELECT count(*) FROM {me} AS p").fetchone()[0] > 0)
+            sql.execute("SELECT pg_notify('job', %s)", ('{"status" : "QUEUED"}',))
+            await asyncio.wait_for(got.wait(), 30)
+            assert received[-1] == ("job", '{"status" : "QUEUED"}')
+
+            got.clear()
+            sql.execute(f"SELECT pg_terminate_backend(pid) FROM {me} AS p")
+            await until(lambda: len(connects) >= 2)
+            await asyncio.wait_for(listener.connected.wait(), 30)
+            sql.execute("SELECT pg_notify('job_archive', %s)", ('{"id" : 1, "status" : "CANCELLED"}',))
+            await asyncio.wait_for(got.wait(), 30)
+            assert received[-1] == ("job_archive", '{"id" : 1, "status" : "CANCELLED"}')
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
