@@ -179,15 +179,15 @@ class Store:
             intervals,
         )
         # The cycle keeps one pooled connection checked out: taking and returning it each time
-        # cost more client time than decoding the claimed rows. After an error it goes back to
-        # the pool, which checks it and discards it if broken; the next cycle takes another.
+        # cost more client time than decoding the claimed rows. After an error (or a cancel) it
+        # goes back to the pool, which discards it if broken or busy; the next cycle takes another.
         if self._cycle_conn is None:
             self._cycle_conn = await self._take_cycle_connection()
         try:
             statement = self.jobs.cycle if requeued or follow_ups else self.jobs.cycle_lean
             cur = await self._cycle_conn.execute(statement, params)
             rows = await cur.fetchall()
-        except psycopg.Error:
+        except BaseException:  # an error, or cancelled mid-statement: its state is unknown
             await self._release_cycle_connection()
             raise
         claimed = [self._claimed_job(r) for r in rows]
