@@ -97,5 +97,5 @@ def dumps(value: Any, what: str) -> str:
             return "".join(_C_ENCODE(value, 0))
         return _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
-        reason = "it contains itself" if isinstance(exc, RecursionError) else str(exc)
+        reason = "it contains itself or is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise NotSerializableError(f"{what} is not JSON-serialisable: {reason}") from exc
