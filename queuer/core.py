@@ -43,7 +43,7 @@ from queuer.model import (
     uuid7_batch,
     validate_name,
 )
-from queuer.model.jsoncodec import dumps, naive_utc
+from queuer.model.jsoncodec import dumps, naive_utc, require_int
 
 from .loop import LoopThread
 from .master import MasterRole
@@ -97,6 +97,8 @@ class Queuer:
             raise ValidationError("pass at most one OnError as the worker's default")
         if poll_interval <= 0 or not 0 < heartbeat_interval <= 30:
             raise ValidationError("poll_interval must be > 0 and heartbeat_interval in (0, 30] seconds")
+        # A running worker keeps one pooled connection for its cycle; the heartbeat needs another.
+        require_int("pool_size", pool_size, minimum=2)
         self.name = name
         self.process_tasks = process_tasks
         self.max_concurrency = max_concurrency

@@ -341,3 +341,5 @@ def test_constructor_validation(db_config: Any) -> None:
         new_queuer_with_db("", 1, None, db_config)
     with pytest.raises(ValidationError):
         new_queuer_with_db("w", 1, None, db_config, OnError(), OnError())
+    with pytest.raises(ValidationError, match="pool_size"):  # the cycle keeps one, the heartbeat needs one
+        new_queuer_with_db("w", 1, None, db_config, pool_size=1)
