@@ -112,7 +112,7 @@ class Job:
             row["id"],
             row["rid"],
             row["task_name"] or "",
-            _RUNNING if row["status"] == "RUNNING" else JobStatus(row["status"]),
+            JobStatus(row["status"]),
             parameters if type(parameters) is list else [],
             keyed if type(keyed) is dict else {},
             options,
@@ -127,9 +127,6 @@ class Job:
             utc_or_none(row["created_at"]),
             None,
         )
-
-
-_RUNNING = JobStatus.RUNNING
 
 
 @dataclass(frozen=True)
