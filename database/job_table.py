@@ -243,6 +243,9 @@ class JobTable:
         # Fresh statistics keep the claim on its index after a big batch (stale ones make the
         # planner think the table is tiny and sort the whole queue on every claim).
         self.analyze = compose("ANALYZE {job}")
+        # Taken in the ANALYZE's transaction: when many workers see the same burst of inserts at
+        # once, one of them analyzes and the others skip (the lock is per schema).
+        self.analyze_lock = "SELECT pg_try_advisory_xact_lock(hashtext('queuer.analyze.' || %s)) AS got"
         self.needs_analyze = (
             "SELECT n_mod_since_analyze > GREATEST(1000, n_live_tup / 10) AS stale FROM pg_stat_user_tables "
             "WHERE schemaname = %s AND relname = 'job'"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -35,6 +36,8 @@ from .job_table import CLAIM_JSON_COLUMNS, JobTable, NewJob, cycle_params
 from .master_table import MasterTable
 from .pool import PoolType, connection_kwargs, make_pool
 from .worker_table import WorkerTable
+
+log = logging.getLogger("queuer.store")
 
 _ENCRYPTED = (
     ("parameters", "parameters_encrypted"),
@@ -216,6 +219,27 @@ class Store:
             with contextlib.suppress(psycopg.Error):  # a broken one is discarded by the pool
                 await conn.execute("RESET plan_cache_mode")
         await self.pool.putconn(conn)
+
+    async def refresh_statistics(self, only_if_stale: bool = False) -> bool:
+        """ANALYZE ``job`` (whether it ran). Stale statistics after a big insert make the planner
+        sort the whole queue on every claim (1,000 instead of 7,000 jobs/s here) until autovacuum
+        comes, minutes later. Skipped while another process analyzes it; with ``only_if_stale``
+        also when few rows changed since the last analysis. Errors (not the table's owner, say)
+        are logged, not raised: this is maintenance."""
+        try:
+            if only_if_stale:
+                rows = await self.execute(self.jobs.needs_analyze, (self.config.schema,))
+                if not (rows and rows[0]["stale"]):
+                    return False
+            async with self.pool.connection() as conn, conn.transaction():
+                row = await (await conn.execute(self.jobs.analyze_lock, (self.config.schema,))).fetchone()
+                if not (row and row["got"]):
+                    return False
+                await conn.execute(self.jobs.analyze)
+            return True
+        except psycopg.Error as exc:
+            log.debug("ANALYZE of job failed: %s", exc)
+            return False
 
     async def held_by(self, worker_id: int) -> list[tuple[int, int]]:
         """(id, attempts) of the jobs the database says this worker is running."""

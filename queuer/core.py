@@ -61,7 +61,7 @@ NextIntervalFunc = Callable[[datetime, int], datetime]
 SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
 AsyncConn = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
 MAX_CONCURRENCY = 1000
-ANALYZE_AFTER = 1000  # rows of one add_jobs batch after which the table's statistics are refreshed
+ANALYZE_AFTER = 1000  # new jobs (one batch of ours, or seen queued by a worker) before an ANALYZE
 
 
 class Queuer:
@@ -124,6 +124,8 @@ class Queuer:
         self._stop_lock = threading.Lock()
         self._background: set[asyncio.Task[Any]] = set()  # strong references until done
         self._maintenance: set[asyncio.Task[None]] = set()  # waited for before the pool closes
+        self._refreshing = False  # a statistics refresh is running
+        self._queued_seen = 0  # QUEUED/SCHEDULED notifications since the last refresh
         self._closed = False
         self._loop = LoopThread(f"queuer-{name}")
         try:
@@ -373,11 +375,15 @@ class Queuer:
         if channel == "job":
             scheduled = '"SCHEDULED"' in payload
             queued = scheduled or '"QUEUED"' in payload
-            if self._runtime is not None:
+            if self._runtime is not None and queued:
                 if scheduled:
                     self._runtime.schedule_changed()
-                elif queued:
+                else:
                     self._runtime.wake.set()
+                self._queued_seen += 1
+                if self._queued_seen >= ANALYZE_AFTER:
+                    self._queued_seen = 0
+                    self._refresh_statistics()
             if not callbacks["insert" if queued else "update"]:
                 return
         elif not (self._waiters or callbacks["delete"] or '"CANCELLED"' in payload):
@@ -469,18 +475,21 @@ class Queuer:
         return [n.rid for n in news]
 
     def _refresh_statistics(self) -> None:
-        """Refresh ``job``'s statistics after a big batch, in the background (on the loop): stale
-        ones make the planner sort the whole queue on every claim. The caller does not wait."""
-        if self._closed:
+        """Refresh ``job``'s statistics in the background (on the loop; the caller does not wait):
+        after a big batch of ours, and when a worker has seen ``ANALYZE_AFTER`` jobs queued by
+        anyone (a Go service's COPY, a plain INSERT ... SELECT). One refresh at a time."""
+        if self._closed or self._refreshing:
             return
+        self._refreshing = True
 
-        async def analyze() -> None:
+        async def refresh() -> None:
             try:
-                await self._store.execute(self._store.jobs.analyze, ())
-            except psycopg.Error as exc:
-                log.debug("ANALYZE after a batch failed (not the table owner?): %s", exc)
+                await self._store.refresh_statistics()
+            finally:
+                self._refreshing = False
+                self._queued_seen = 0  # the jobs counted so far were committed before this ran
 
-        task = asyncio.get_running_loop().create_task(analyze())
+        task = asyncio.get_running_loop().create_task(refresh())
         self._maintenance.add(task)
         task.add_done_callback(self._maintenance.discard)
 

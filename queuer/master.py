@@ -121,21 +121,12 @@ class MasterRole:
                 counts[0]["failed"],
             )
         await self.store.execute(self.table.delete_workers, (s.worker_delete_threshold,))
-        await self._refresh_statistics()
+        # A producer's big batch: autovacuum may come minutes later.
+        await self.store.refresh_statistics(only_if_stale=True)
         if s.retention_archive > timedelta(0) and not self._hypertable:
             deleted = await self._delete_old_archive_rows()
             if deleted:
                 log.info("retention: deleted %d archive rows older than %s", deleted, s.retention_archive)
-
-    async def _refresh_statistics(self) -> None:
-        """ANALYZE ``job`` when many rows changed since the last analysis (e.g. a producer's big
-        batch): autovacuum may come minutes later, and until then claims would sort the queue."""
-        try:
-            rows = await self.store.execute(self.store.jobs.needs_analyze, (self.store.config.schema,))
-            if rows and rows[0]["stale"]:
-                await self.store.execute(self.store.jobs.analyze, ())
-        except psycopg.Error as exc:
-            log.debug("ANALYZE of job failed: %s", exc)
 
     async def release(self) -> None:
         """Give the lock up at a clean stop, so another candidate takes over at its next poll."""

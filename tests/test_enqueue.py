@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -14,6 +16,7 @@ import pytest
 from queuer import (
     BatchJob,
     JobStatus,
+    MasterSettings,
     NotSerializableError,
     Options,
     Schedule,
@@ -226,3 +229,34 @@ def test_blocking_call_on_the_queuers_loop_raises(make_queuer: QueuerFactory) ->
     assert done.status is JobStatus.FAILED
     assert done.error.startswith("QueuerStateError:") and "_async twin" in done.error
     assert type(errors[0]).__name__ == "QueuerStateError"
+
+
+def test_worker_refreshes_statistics_after_a_foreign_bulk_insert(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
+    """A big insert that did not come through add_jobs (a Go service's COPY, a plain INSERT ...
+    SELECT) leaves the planner's statistics stale until autovacuum, minutes later; the workers
+    that see the jobs queued analyze the table themselves."""
+    q = make_queuer("stats", 10, poll_interval=300)
+    done = threading.Event()
+    ran = itertools.count(1)
+
+    @q.task()
+    async def tick() -> None:
+        if next(ran) == 1500:
+            done.set()
+
+    q.start(MasterSettings(master_poll_interval=timedelta(hours=1)))  # the master's check waits
+    sql.execute("ALTER TABLE job SET (autovacuum_enabled = false)")  # and autovacuum's never comes
+    last_analyze = "SELECT last_analyze FROM pg_stat_user_tables WHERE relid = 'job'::regclass"
+    assert sql.execute(last_analyze).fetchone() == (None,)
+    sql.execute(
+        "INSERT INTO job (rid, task_name, status, created_at, updated_at) "
+        "SELECT gen_random_uuid(), 'tick', 'QUEUED', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' "
+        "FROM generate_series(1, 1500)"
+    )
+    assert done.wait(60)
+    deadline = time.monotonic() + 60
+    while sql.execute(last_analyze).fetchone() == (None,):
+        assert time.monotonic() < deadline, "job was never analyzed"
+        time.sleep(0.02)
