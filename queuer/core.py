@@ -125,6 +125,7 @@ class Queuer:
         self._background: set[asyncio.Task[Any]] = set()  # strong references until done
         self._maintenance: set[asyncio.Task[None]] = set()  # waited for before the pool closes
         self._refreshing = False  # a statistics refresh is running
+        self._refresh_again = False  # and another was asked for meanwhile
         self._queued_seen = 0  # QUEUED/SCHEDULED notifications since the last refresh
         self._closed = False
         self._loop = LoopThread(f"queuer-{name}")
@@ -382,7 +383,6 @@ class Queuer:
                     self._runtime.wake.set()
                 self._queued_seen += 1
                 if self._queued_seen >= ANALYZE_AFTER:
-                    self._queued_seen = 0
                     self._refresh_statistics()
             if not callbacks["insert" if queued else "update"]:
                 return
@@ -477,17 +477,24 @@ class Queuer:
     def _refresh_statistics(self) -> None:
         """Refresh ``job``'s statistics in the background (on the loop; the caller does not wait):
         after a big batch of ours, and when a worker has seen ``ANALYZE_AFTER`` jobs queued by
-        anyone (a Go service's COPY, a plain INSERT ... SELECT). One refresh at a time."""
-        if self._closed or self._refreshing:
+        anyone (a Go service's COPY, a plain INSERT ... SELECT). One refresh at a time; a request
+        that arrives while one runs gets one more afterwards (its rows may have been too late)."""
+        if self._closed:
+            return
+        if self._refreshing:
+            self._refresh_again = True
             return
         self._refreshing = True
+        self._queued_seen = 0  # jobs seen from now on count toward the next refresh
 
         async def refresh() -> None:
             try:
                 await self._store.refresh_statistics()
             finally:
                 self._refreshing = False
-                self._queued_seen = 0  # the jobs counted so far were committed before this ran
+                if self._refresh_again:
+                    self._refresh_again = False
+                    self._refresh_statistics()
 
         task = asyncio.get_running_loop().create_task(refresh())
         self._maintenance.add(task)
