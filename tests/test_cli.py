@@ -142,3 +142,6 @@ def test_worker_command_runs_jobs_and_stops_on_sigterm(
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
