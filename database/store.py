@@ -22,7 +22,6 @@ from queuer.model import (
     JobNotFoundError,
     Master,
     MasterSettings,
-    Options,
     Worker,
     WorkerNotFoundError,
     WorkerStatus,
@@ -139,18 +138,11 @@ class Store:
         return Job.from_row(values)
 
     def _claimed_job(self, row: dict[str, Any]) -> Job:
-        """A Job from a row the cycle claimed (JSON columns as text, see ``CLAIM_JSON_COLUMNS``)."""
-        if row["parameters_encrypted"] or row["parameters_keyed_encrypted"]:
-            for column in CLAIM_JSON_COLUMNS:
-                row[column] = _json_text(row[column])
-            return self.job_from_row(row)
-        options = row["options"]
-        return Job.from_claim(
-            row,
-            Options() if options == "{}" else Options.from_json(_json_text(options)),
-            _json_text(row["parameters"]),
-            _json_text(row["parameters_keyed"]),
-        )
+        """A Job from a row the cycle claimed: its JSON columns arrive as text (most are ``{}``
+        or ``[]``, decoded here without a parser), see ``CLAIM_JSON_COLUMNS``."""
+        for column in CLAIM_JSON_COLUMNS:
+            row[column] = _json_text(row[column])
+        return self.job_from_row(row)
 
     # -- jobs -----------------------------------------------------------------------------------
     async def cycle(

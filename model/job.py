@@ -104,30 +104,6 @@ class Job:
             updated_at=utc_or_none(row.get("updated_at")),
         )
 
-    @classmethod
-    def from_claim(cls, row: Mapping[str, Any], options: Options | None, parameters: Any, keyed: Any) -> Job:
-        """Build from a claimed row (no results, error or updated_at); the JSON columns decoded by
-        the caller. The worker's hot path: positional, no dict copies."""
-        return cls(
-            row["id"],
-            row["rid"],
-            row["task_name"] or "",
-            JobStatus(row["status"]),
-            parameters if type(parameters) is list else [],
-            keyed if type(keyed) is dict else {},
-            options,
-            row["worker_id"] or 0,
-            row["worker_rid"],
-            utc_or_none(row["scheduled_at"]),
-            utc_or_none(row["started_at"]),
-            row["schedule_count"] or 0,
-            row["attempts"] or 0,
-            [],
-            "",
-            utc_or_none(row["created_at"]),
-            None,
-        )
-
 
 @dataclass(frozen=True)
 class JobEvent:

@@ -93,7 +93,7 @@ def dumps(value: Any, what: str) -> str:
     if not value and isinstance(value, list | tuple | dict):
         return "{}" if isinstance(value, dict) else "[]"
     try:
-        if _C_ENCODE is not None and not isinstance(value, str):
+        if _C_ENCODE is not None:  # None only without CPython's _json accelerator
             return "".join(_C_ENCODE(value, 0))
         return _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:

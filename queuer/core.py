@@ -126,7 +126,7 @@ class Queuer:
         self._maintenance: set[asyncio.Task[None]] = set()  # waited for before the pool closes
         self._refreshing = False  # a statistics refresh is running
         self._refresh_again = False  # and another was asked for meanwhile
-        self._queued_seen = 0  # QUEUED/SCHEDULED notifications since the last refresh
+        self._queued_seen = 0  # QUEUED/SCHEDULED notifications since the last refresh began
         self._closed = False
         self._loop = LoopThread(f"queuer-{name}")
         try:
@@ -611,7 +611,7 @@ class Queuer:
         news = []
         for index, item in enumerate(batch):
             try:
-                if type(item) is not BatchJob and not isinstance(item, BatchJob):
+                if not isinstance(item, BatchJob):
                     raise ValidationError(f"{type(item).__name__} is not a BatchJob")
                 params, keyed = item.parameters, item.parameters_keyed
                 if type(params) is not list and type(params) is not tuple:
