@@ -223,7 +223,9 @@ class JobTable:
         )
         self.select_job = compose(_SELECT_ONE, table=names["job"])
         self.select_ended = compose(_SELECT_ONE, table=names["job_archive"])
-        self.ended_rids = compose("SELECT rid FROM {job_archive} WHERE rid = ANY(%s)")
+        self.ended_rids = compose(
+            "SELECT rid FROM {job_archive} WHERE rid = ANY(%s) AND (NOT %s OR status = 'CANCELLED')"
+        )
         self.page_jobs = compose(_SELECT_PAGE, table=names["job"], filter=sql.SQL("TRUE"))
         self.page_ended = compose(_SELECT_PAGE, table=names["job_archive"], filter=sql.SQL("TRUE"))
         self.page_by_worker = compose(

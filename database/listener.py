@@ -2,7 +2,9 @@
 
 It reconnects with backoff when the connection dies, notices a silently dead connection with TCP
 keepalives and a periodic ``SELECT 1``, and reports every (re)connect so the caller can claim at once
-and re-check what it waits for (notifications sent while disconnected are gone).
+and re-check what it waits for (notifications sent while disconnected are gone). The caller may
+narrow the channels while it needs fewer wake-ups (a saturated worker drops ``job``); a channel
+added back is reported like a reconnect, since what was sent meanwhile was not heard.
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ class Listener:
         self._check_interval = check_interval
         self.connected = asyncio.Event()
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self._wanted: frozenset[str] = frozenset(CHANNELS)
+        self.channels: frozenset[str] = frozenset()  # what the connection listens to now
+        self._changed = asyncio.Event()  # _wanted differs from channels
+
+    def set_channels(self, channels: frozenset[str]) -> None:
+        """Listen to these channels from now on (applied by the listener's own task, soon)."""
+        self._wanted = channels
+        if channels != self.channels:
+            self._changed.set()
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         conninfo = self._config.listen_dsn or self._config.conninfo()
@@ -71,9 +82,20 @@ class Listener:
             keepalives_count=3,
             **self._config.connect_kwargs(),
         )
-        for channel in CHANNELS:
-            await conn.execute(f"LISTEN {channel}")
+        self.channels = frozenset()
+        await self._subscribe(conn)
         return conn
+
+    async def _subscribe(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> frozenset[str]:
+        """LISTEN/UNLISTEN until the connection listens to the wanted channels; the added ones."""
+        self._changed.clear()
+        wanted = self._wanted
+        added, removed = wanted - self.channels, self.channels - wanted
+        statements = [f"LISTEN {c}" for c in sorted(added)] + [f"UNLISTEN {c}" for c in sorted(removed)]
+        if statements:
+            await conn.execute("; ".join(statements))
+        self.channels = wanted
+        return added
 
     async def run(self) -> None:
         delay = 0.1
@@ -124,16 +146,29 @@ class Listener:
         loop.add_reader(fd, readable)
         try:
             while True:
+                changed = loop.create_task(self._changed.wait())
                 try:
-                    await asyncio.wait_for(asyncio.shield(lost), self._check_interval)
-                except TimeoutError:
-                    if loop.time() - last_read < self._check_interval:
-                        continue
+                    await asyncio.wait(
+                        (lost, changed), timeout=self._check_interval, return_when="FIRST_COMPLETED"
+                    )
+                finally:
+                    changed.cancel()
+                if lost.done():
+                    lost.result()  # raises the connection's error
+                if self._changed.is_set():
+                    # psycopg reads the socket itself while it runs the statements.
+                    loop.remove_reader(fd)
+                    added = await self._subscribe(conn)
+                    loop.add_reader(fd, readable)
+                    readable()  # anything psycopg read off the socket but left in libpq's buffer
+                    if added:
+                        await self._on_connect()  # what was sent on them meanwhile was not heard
+                elif loop.time() - last_read >= self._check_interval:
                     # Quiet for a while: prove the connection is alive (psycopg reads meanwhile).
                     loop.remove_reader(fd)
                     await conn.execute("SELECT 1")
                     loop.add_reader(fd, readable)
-                    readable()  # anything psycopg read off the socket but left in libpq's buffer
+                    readable()
         finally:
             loop.remove_reader(fd)
 

@@ -266,12 +266,13 @@ class Store:
             raise JobNotFoundError(f"no job with rid {rid} in {where}")
         return self.job_from_row(row)
 
-    async def find_ended(self, rids: Sequence[UUID]) -> set[UUID]:
-        """Which of ``rids`` are in the archive (used after a listener reconnect)."""
+    async def find_ended(self, rids: Sequence[UUID], cancelled: bool = False) -> set[UUID]:
+        """Which of ``rids`` are in the archive (with ``cancelled``: archived as CANCELLED); used
+        when the listener may have missed their notifications."""
         if not rids:
             return set()
         async with self.pool.connection() as conn:
-            cur = await conn.execute(self.jobs.ended_rids, (list(rids),))
+            cur = await conn.execute(self.jobs.ended_rids, (list(rids), cancelled))
             return {row["rid"] for row in await cur.fetchall()}
 
     async def page(self, query: str, last_id: int, entries: int, **extra: Any) -> list[Job]:

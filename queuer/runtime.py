@@ -6,6 +6,11 @@ set it, so any number of wake-ups collapse into one cycle. A cycle is one transa
 round trip: it archives every job finished since the last cycle, puts retries back in the queue,
 inserts next occurrences of recurring jobs, and claims as many new jobs as there are free slots.
 While a cycle is in flight, finishing jobs gather for the next one, so the batch grows with load.
+
+A worker whose claims keep filling every free slot is *saturated*: it claims again as soon as a
+slot frees, so wake-ups for new jobs only cost it time. It says so (``on_saturation``, again every
+``LONG_JOB`` seconds while it lasts, with ``long_running`` telling whether a job has run that long),
+and the Queuer stops listening while it can (see ``Queuer._update_channels``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from .tasks import TaskRegistry
 
 log = logging.getLogger("queuer.worker")
 
+SATURATED_AFTER = 2  # full claims in a row before the worker counts as saturated
+LONG_JOB = 1.0  # seconds; a job running this long may well be cancelled while it runs
+
 
 @dataclass
 class RuntimeSettings:
@@ -55,6 +63,7 @@ class Runtime:
         default_on_error: OnError | None,
         settings: RuntimeSettings,
         on_stop_request: Callable[[WorkerStatus], None],
+        on_saturation: Callable[[], None],
     ) -> None:
         self.store = store
         self.registry = registry
@@ -64,6 +73,12 @@ class Runtime:
         self.default_on_error = default_on_error
         self.settings = settings
         self._on_stop_request = on_stop_request
+        self._on_saturation = on_saturation
+        self._full_claims = 0  # claims in a row that filled every free slot
+        self.saturated = False
+        self.long_running = False  # while saturated: a job has been running for LONG_JOB seconds
+        self._saturation_timer: asyncio.TimerHandle | None = None
+        self._running_at_tick: set[int] = set()
         self.wake = asyncio.Event()
         self.running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._pending: list[Outcome] = []  # ended, not yet written; their slots are reused by the write
@@ -95,6 +110,7 @@ class Runtime:
         self._claiming = False
         if self._timer is not None:
             self._timer.cancel()
+        self._set_saturated(False)
         await self.flush_all()  # a claim in flight lands in self.running before we look at it
         if cancel_running:
             cancelled = self._take_running()
@@ -159,8 +175,45 @@ class Runtime:
                 self._written.set()
             for job in claimed:
                 self._start_job(job)
+            if free > 0 and self._claiming:
+                self._count_claim(full=len(claimed) == free)
             if free > 0 and len(claimed) < free and self._schedule_changed:
                 await self._arm_timer()
+
+    def _count_claim(self, full: bool) -> None:
+        """Saturated after ``SATURATED_AFTER`` full claims in a row, until the first short one."""
+        if full:
+            self._full_claims += 1
+            if self._full_claims == SATURATED_AFTER:
+                self._set_saturated(True)
+            return
+        self._full_claims = 0
+        if self.saturated:
+            self._set_saturated(False)
+
+    def _set_saturated(self, saturated: bool) -> None:
+        if self._saturation_timer is not None:
+            self._saturation_timer.cancel()
+            self._saturation_timer = None
+        if saturated == self.saturated:
+            return
+        self.saturated = saturated
+        self.long_running = False
+        self._running_at_tick = set()
+        if saturated:
+            self._saturation_timer = asyncio.get_running_loop().call_later(LONG_JOB, self._saturation_tick)
+        self._on_saturation()
+
+    def _saturation_tick(self) -> None:
+        """Every ``LONG_JOB`` seconds while saturated: a job running at the last tick and still
+        running now has run that long (checked on sets of ids, nothing is done per job)."""
+        running = set(self.running)
+        long_running = bool(running & self._running_at_tick)
+        self._running_at_tick = running
+        self._saturation_timer = asyncio.get_running_loop().call_later(LONG_JOB, self._saturation_tick)
+        if long_running != self.long_running:
+            self.long_running = long_running
+            self._on_saturation()
 
     async def _gather_completions(self) -> None:
         """Let jobs that end within ``flush_delay`` share this cycle's transaction: one commit per

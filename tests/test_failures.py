@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from queuer import (
+    BatchJob,
     JobNotFoundError,
     JobStatus,
     MasterSettings,
@@ -457,3 +458,58 @@ def test_listener_proves_a_quiet_connection_alive_and_reconnects(
             await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
+
+
+def test_a_saturated_worker_stops_listening_and_misses_nothing(make_queuer: QueuerFactory) -> None:
+    """While every claim fills every free slot the worker listens to nothing (it claims again as
+    soon as a slot frees); a job that runs long brings ``job_archive`` back so its cancellation
+    still arrives; a job queued while nobody listened is run; a short claim brings ``job`` back
+    and the next job is picked up by its notification (the poll is an hour away)."""
+    q = make_queuer("saturated", 2, poll_interval=3600)
+    ran: list[str] = []
+    ran_event = threading.Event()
+    held = threading.Semaphore(0)
+    release = threading.Event()
+    cancelled = threading.Event()
+
+    @q.task()
+    async def quick(label: str) -> None:
+        ran.append(label)
+        ran_event.set()
+
+    @q.task()
+    async def hold() -> None:
+        held.release()
+        try:
+            await asyncio.to_thread(release.wait, 60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    def channels() -> frozenset[str]:
+        assert q._listener is not None  # white box: what the LISTEN connection listens to now
+        return q._listener.channels
+
+    q.start()
+    assert channels() == {"job", "job_archive"}
+    # Two full claims of quick jobs make the worker saturated; the third claims both hold jobs.
+    rids = q.add_jobs([BatchJob(quick, ["batch"]) for _ in range(4)] + [BatchJob(hold), BatchJob(hold)])
+    assert held.acquire(timeout=20) and held.acquire(timeout=20)
+    eventually(lambda: channels() == frozenset(), what="no channel while saturated")
+    late = q.add_job(quick, "late")  # nobody hears its notification; both slots are taken anyway
+
+    # After LONG_JOB seconds the hold jobs count as long: cancellations must be heard again.
+    eventually(lambda: channels() == {"job_archive"}, what="job_archive for long jobs")
+    q.cancel_job(rids[4])
+    assert cancelled.wait(20)  # its slot is free: the next claim takes the late job
+    eventually(lambda: "late" in ran, what="the job queued while nobody listened ran")
+    # That claim was full (one slot, one job); the one after it came back short: listening again.
+    eventually(lambda: channels() == {"job", "job_archive"}, what="listening again")
+    ran_event.clear()
+    after = q.add_job(quick, "after")
+    assert ran_event.wait(20) and ran[-1] == "after"  # woken by the notification, not the poll
+    release.set()
+    assert q.wait_for_job_finished(rids[5], 20).status is JobStatus.SUCCEEDED
+    assert q.wait_for_job_finished(late.rid, 20).status is JobStatus.SUCCEEDED
+    assert q.wait_for_job_finished(after.rid, 20).status is JobStatus.SUCCEEDED
+    assert ran.count("batch") == 4
