@@ -513,3 +513,33 @@ def test_a_saturated_worker_stops_listening_and_misses_nothing(make_queuer: Queu
     assert q.wait_for_job_finished(late.rid, 20).status is JobStatus.SUCCEEDED
     assert q.wait_for_job_finished(after.rid, 20).status is JobStatus.SUCCEEDED
     assert ran.count("batch") == 4
+
+
+def test_listening_again_stops_jobs_cancelled_meanwhile(make_queuer: QueuerFactory) -> None:
+    """A cancellation whose notification was not heard (the channel was dropped, or the listener
+    was reconnecting) still stops the running job as soon as the worker listens again."""
+    q = make_queuer("deaf", 2, poll_interval=3600)
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    @q.task()
+    async def long_async() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    q.start()
+    job = q.add_job(long_async)
+    assert started.wait(20)
+    listener = q._listener  # white box: drop every channel as a saturated worker would
+    assert listener is not None
+    on_loop = q._loop.loop.call_soon_threadsafe  # the listener belongs to the queuer's loop
+    on_loop(listener.set_channels, frozenset())
+    eventually(lambda: listener.channels == frozenset(), what="no channel")
+    assert q.cancel_job(job.rid).status is JobStatus.CANCELLED
+    assert not cancelled.wait(0.5)  # nobody heard it (a bounded check that it did not happen)
+    on_loop(listener.set_channels, frozenset({"job", "job_archive"}))
+    assert cancelled.wait(20)  # the checks after listening again found it
