@@ -248,9 +248,17 @@ class JobTable:
         # Taken in the ANALYZE's transaction: when many workers see the same burst of inserts at
         # once, one of them analyzes and the others skip (the lock is per schema).
         self.analyze_lock = "SELECT pg_try_advisory_xact_lock(hashtext('queuer.analyze.' || %s)) AS got"
+        # Prechecks of a refresh (one row, column "stale"). Many rows changed since the last
+        # analysis (the master, now and then):
         self.needs_analyze = (
             "SELECT n_mod_since_analyze > GREATEST(1000, n_live_tup / 10) AS stale FROM pg_stat_user_tables "
             "WHERE schemaname = %s AND relname = 'job'"
+        )
+        # The table outgrew what the last analysis saw (a saturated worker, every second: a
+        # draining queue never qualifies, a growing backlog does once per doubling):
+        self.outgrew_analyze = (
+            "SELECT s.n_live_tup > GREATEST(1000, 2 * c.reltuples) AS stale FROM pg_stat_user_tables AS s "
+            "JOIN pg_class AS c ON c.oid = s.relid WHERE s.schemaname = %s AND s.relname = 'job'"
         )
         self.running_of_worker = compose(
             "SELECT id, attempts FROM {job} WHERE worker_id = %s AND status = 'RUNNING'"

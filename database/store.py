@@ -212,15 +212,16 @@ class Store:
                 await conn.execute("RESET plan_cache_mode")
         await self.pool.putconn(conn)
 
-    async def refresh_statistics(self, only_if_stale: bool = False) -> bool:
+    async def refresh_statistics(self, precheck: str | None = None) -> bool:
         """ANALYZE ``job`` (whether it ran). Stale statistics after a big insert make the planner
         sort the whole queue on every claim (1,000 instead of 7,000 jobs/s here) until autovacuum
-        comes, minutes later. Skipped while another process analyzes it; with ``only_if_stale``
-        also when few rows changed since the last analysis. Errors (not the table's owner, say)
-        are logged, not raised: this is maintenance."""
+        comes, minutes later; the analysis also makes the cycle's cached generic plan be made
+        again. Skipped while another process analyzes it, and when ``precheck`` (one of
+        ``JobTable``'s ``needs_analyze``, ``outgrew_analyze``) says it is not stale. Errors (not
+        the table's owner, say) are logged, not raised: this is maintenance."""
         try:
-            if only_if_stale:
-                rows = await self.execute(self.jobs.needs_analyze, (self.config.schema,))
+            if precheck is not None:
+                rows = await self.execute(precheck, (self.config.schema,))
                 if not (rows and rows[0]["stale"]):
                     return False
             async with self.pool.connection() as conn, conn.transaction():

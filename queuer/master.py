@@ -122,7 +122,7 @@ class MasterRole:
             )
         await self.store.execute(self.table.delete_workers, (s.worker_delete_threshold,))
         # A producer's big batch: autovacuum may come minutes later.
-        await self.store.refresh_statistics(only_if_stale=True)
+        await self.store.refresh_statistics(self.store.jobs.needs_analyze)
         if s.retention_archive > timedelta(0) and not self._hypertable:
             deleted = await self._delete_old_archive_rows()
             if deleted:

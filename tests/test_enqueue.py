@@ -23,8 +23,9 @@ from queuer import (
     UnknownTaskError,
     ValidationError,
 )
+from queuer.runtime import SATURATED_AFTER_JOBS
 
-from .conftest import QueuerFactory
+from .conftest import QueuerFactory, eventually
 from .test_spine import count
 
 
@@ -260,3 +261,41 @@ def test_worker_refreshes_statistics_after_a_foreign_bulk_insert(
     while sql.execute(last_analyze).fetchone() == (None,):
         assert time.monotonic() < deadline, "job was never analyzed"
         time.sleep(0.02)
+
+
+def test_a_saturated_worker_refreshes_statistics_of_a_growing_backlog(
+    make_queuer: QueuerFactory, database_url: str, sql: psycopg.Connection[Any]
+) -> None:
+    """A saturated worker does not listen, so it cannot count queued jobs; it checks the table's
+    size every second instead, and analyzes it once it has outgrown the last analysis (without
+    that, the cycle kept the plan made for a small table while the backlog grew)."""
+    q = make_queuer("grow", 2, poll_interval=3600)
+    held = threading.Semaphore(0)
+    release = threading.Event()
+
+    @q.task()
+    async def quick() -> None: ...
+
+    @q.task()
+    async def hold() -> None:
+        held.release()
+        await asyncio.to_thread(release.wait, 60)
+
+    q.start(MasterSettings(master_poll_interval=timedelta(hours=1)))  # the master's check waits
+    sql.execute("ALTER TABLE job SET (autovacuum_enabled = false)")  # and autovacuum's never comes
+    sql.execute("ANALYZE job")
+    analyzed = "SELECT analyze_count FROM pg_stat_user_tables WHERE relid = 'job'::regclass"
+    before = sql.execute(analyzed).fetchone()[0]
+    q.add_jobs([*(BatchJob(quick) for _ in range(SATURATED_AFTER_JOBS)), BatchJob(hold), BatchJob(hold)])
+    assert held.acquire(timeout=20) and held.acquire(timeout=20)
+    assert q._listener is not None  # white box: the worker is deaf now
+    try:
+        eventually(lambda: q._listener is not None and q._listener.channels == frozenset(), what="deaf")
+        with psycopg.connect(database_url, autocommit=True) as other:  # its statistics count at close
+            other.execute(
+                "INSERT INTO job (rid, task_name, status, created_at, updated_at) SELECT gen_random_uuid(), "
+                "'quick', 'QUEUED', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' FROM generate_series(1, 3000)"
+            )
+        eventually(lambda: sql.execute(analyzed).fetchone()[0] > before, timeout=30, what="job analyzed")
+    finally:
+        release.set()

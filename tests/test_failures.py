@@ -26,9 +26,10 @@ from queuer import (
     ValidationError,
     WorkerStatus,
 )
+from queuer.runtime import SATURATED_AFTER_JOBS
 
 from . import process_tasks
-from .conftest import QueuerFactory
+from .conftest import QueuerFactory, eventually
 from .test_spine import count
 
 FAST_MASTER = MasterSettings(
@@ -37,17 +38,6 @@ FAST_MASTER = MasterSettings(
     worker_stale_threshold=timedelta(seconds=1),
     worker_delete_threshold=timedelta(hours=1),
 )
-
-
-def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 def test_on_error_validation_and_backoff_formula() -> None:
@@ -492,15 +482,16 @@ def test_a_saturated_worker_stops_listening_and_misses_nothing(make_queuer: Queu
 
     q.start()
     assert channels() == {"job", "job_archive"}
-    # Two full claims of quick jobs make the worker saturated; the third claims both hold jobs.
-    rids = q.add_jobs([BatchJob(quick, ["batch"]) for _ in range(4)] + [BatchJob(hold), BatchJob(hold)])
+    # Full claims of quick jobs make the worker saturated; the next one claims both hold jobs.
+    quick_jobs = [BatchJob(quick, ["batch"]) for _ in range(SATURATED_AFTER_JOBS)]
+    rids = q.add_jobs([*quick_jobs, BatchJob(hold), BatchJob(hold)])
     assert held.acquire(timeout=20) and held.acquire(timeout=20)
     eventually(lambda: channels() == frozenset(), what="no channel while saturated")
     late = q.add_job(quick, "late")  # nobody hears its notification; both slots are taken anyway
 
     # After LONG_JOB seconds the hold jobs count as long: cancellations must be heard again.
     eventually(lambda: channels() == {"job_archive"}, what="job_archive for long jobs")
-    q.cancel_job(rids[4])
+    q.cancel_job(rids[-2])
     assert cancelled.wait(20)  # its slot is free: the next claim takes the late job
     eventually(lambda: "late" in ran, what="the job queued while nobody listened ran")
     # That claim was full (one slot, one job); the one after it came back short: listening again.
@@ -509,10 +500,10 @@ def test_a_saturated_worker_stops_listening_and_misses_nothing(make_queuer: Queu
     after = q.add_job(quick, "after")
     assert ran_event.wait(20) and ran[-1] == "after"  # woken by the notification, not the poll
     release.set()
-    assert q.wait_for_job_finished(rids[5], 20).status is JobStatus.SUCCEEDED
+    assert q.wait_for_job_finished(rids[-1], 20).status is JobStatus.SUCCEEDED
     assert q.wait_for_job_finished(late.rid, 20).status is JobStatus.SUCCEEDED
     assert q.wait_for_job_finished(after.rid, 20).status is JobStatus.SUCCEEDED
-    assert ran.count("batch") == 4
+    assert ran.count("batch") == SATURATED_AFTER_JOBS
 
 
 def test_listening_again_stops_jobs_cancelled_meanwhile(make_queuer: QueuerFactory) -> None:
