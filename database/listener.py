@@ -66,9 +66,10 @@ class Listener:
         self._changed = asyncio.Event()  # _wanted differs from channels
 
     def set_channels(self, channels: frozenset[str]) -> None:
-        """Listen to these channels from now on (applied by the listener's own task, soon)."""
-        self._wanted = channels
-        if channels != self.channels:
+        """Listen to these channels from now on (applied by the listener's own task, soon). Not
+        compared with ``channels`` here: while the task runs a change, they are about to differ."""
+        if channels != self._wanted:
+            self._wanted = channels
             self._changed.set()
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
@@ -87,7 +88,8 @@ class Listener:
         return conn
 
     async def _subscribe(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> frozenset[str]:
-        """LISTEN/UNLISTEN until the connection listens to the wanted channels; the added ones."""
+        """LISTEN/UNLISTEN so the connection listens to the wanted channels; the added ones. A
+        change asked for meanwhile sets ``_changed`` again and is applied by the next call."""
         self._changed.clear()
         wanted = self._wanted
         added, removed = wanted - self.channels, self.channels - wanted

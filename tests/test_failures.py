@@ -534,3 +534,48 @@ def test_listening_again_stops_jobs_cancelled_meanwhile(make_queuer: QueuerFacto
     assert not cancelled.wait(0.5)  # nobody heard it (a bounded check that it did not happen)
     on_loop(listener.set_channels, frozenset({"job", "job_archive"}))
     assert cancelled.wait(20)  # the checks after listening again found it
+
+
+def test_listener_follows_channel_changes_asked_for_while_it_applies_one(db_config: Any) -> None:
+    """A saturated worker can flip between listening and not within a few milliseconds. Every
+    change asked for while the listener is running LISTEN/UNLISTEN for the previous one must still
+    be applied, and a channel listened to again reported (so the worker claims and re-checks)."""
+    from queuer.database.listener import CHANNELS, Listener
+
+    both = frozenset(CHANNELS)
+    received: list[str] = []
+    reported: list[float] = []
+
+    async def scenario() -> None:
+        got = asyncio.Event()
+
+        def on_notify(channel: str, payload: str) -> None:
+            received.append(channel)
+            got.set()
+
+        async def on_connect() -> None:
+            reported.append(time.monotonic())
+
+        listener = Listener(db_config, on_notify, on_connect)
+        task = asyncio.get_running_loop().create_task(listener.run())
+        try:
+            await asyncio.wait_for(listener.connected.wait(), 30)
+            listener.set_channels(frozenset())
+            while listener._changed.is_set():  # white box: until its UNLISTEN is under way
+                await asyncio.sleep(0)
+            listener.set_channels(both)  # while the connection still listens to both
+            deadline = time.monotonic() + 30
+            while len(reported) < 2:  # the connect, then listening again after the UNLISTEN
+                assert time.monotonic() < deadline, f"stuck listening to {set(listener.channels)}"
+                await asyncio.sleep(0.01)
+            assert listener.channels == both
+            received.clear()
+            async with await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True) as c:
+                await c.execute("SELECT pg_notify('job_archive', %s)", ('{"status" : "SUCCEEDED"}',))
+            await asyncio.wait_for(got.wait(), 30)
+            assert received == ["job_archive"]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
