@@ -63,7 +63,7 @@ class Listener:
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._wanted: frozenset[str] = frozenset(CHANNELS)
         self.channels: frozenset[str] = frozenset()  # what the connection listens to now
-        self._changed = asyncio.Event()  # _wanted differs from channels
+        self._changed = asyncio.Event()  # a change was asked for since the last _subscribe began
 
     def set_channels(self, channels: frozenset[str]) -> None:
         """Listen to these channels from now on (applied by the listener's own task, soon). Not
