@@ -39,8 +39,10 @@ RETURNING {_COLS}
 # this worker can run, oldest first, skipping locked rows (§5.3). The row sets are disjoint: the
 # first three touch this worker's RUNNING rows, the claim only QUEUED/SCHEDULED ones, and every
 # part sees the same snapshot. Batch data arrives as JSON arrays (one parameter each); the ids are
-# also passed as an array so the rows are found through the primary key (the statement runs with a
-# generic plan, which would otherwise scan every RUNNING row of the fleet).
+# also passed as an array so the rows are found through the primary key. The guard is wrapped in
+# "IS TRUE" (same result: NULL fails either way) so that no index on status or worker_id can serve
+# it: the generic plan, made when the statistics showed no RUNNING row, walked idx_job_status over
+# every RUNNING row of the fleet (two workers: 20 heap fetches per cycle instead of 10).
 _CYCLE_FINISH = f"""
 WITH done AS (
     SELECT * FROM json_to_recordset(%(finished)s::json)
@@ -48,7 +50,7 @@ WITH done AS (
 ), moved AS (
     DELETE FROM {{job}} AS j USING done AS d
     WHERE j.id = ANY(%(finished_ids)s::bigint[]) AND j.id = d.id
-      AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = d.attempts
+      AND (j.worker_id = %(worker_id)s AND j.status = 'RUNNING') IS TRUE AND j.attempts = d.attempts
     RETURNING j.*, d.status AS new_status, d.results AS new_results, d.enc AS new_enc, d.error AS new_error
 ), archived AS (
     INSERT INTO {{job_archive}} ({_COLS})
@@ -65,7 +67,7 @@ _CYCLE_RETRY = f"""
         scheduled_at = CASE WHEN r.due > {NOW_UTC} THEN r.due ELSE j.scheduled_at END
     FROM json_to_recordset(%(requeued)s::json) AS r(id bigint, attempts int, due timestamp)
     WHERE j.id = ANY(%(requeued_ids)s::bigint[]) AND j.id = r.id
-      AND j.worker_id = %(worker_id)s AND j.status = 'RUNNING' AND j.attempts = r.attempts
+      AND (j.worker_id = %(worker_id)s AND j.status = 'RUNNING') IS TRUE AND j.attempts = r.attempts
     RETURNING j.id
 """
 _CYCLE_FOLLOW_UP = f"""
