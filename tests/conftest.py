@@ -6,8 +6,10 @@ NOTIFY channels, notify_event and the master row never leak between tests.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -113,3 +115,20 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "con
             return value
         time.sleep(0.02)
     raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def add_long_task(q: Queuer, name: str) -> tuple[threading.Event, threading.Event]:
+    """Register an async task ``name`` that runs for a minute unless cancelled first; returns the
+    events (started, cancelled) it sets."""
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def long_task() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    q.add_task_with_name(long_task, name)
+    return started, cancelled

@@ -29,7 +29,7 @@ from queuer import (
 from queuer.runtime import SATURATED_AFTER_JOBS
 
 from . import process_tasks
-from .conftest import QueuerFactory, eventually
+from .conftest import QueuerFactory, add_long_task, eventually
 from .test_spine import count
 
 FAST_MASTER = MasterSettings(
@@ -102,18 +102,9 @@ def test_retry_then_success_and_worker_default_on_error(make_queuer: QueuerFacto
 
 def test_async_timeout_cancels_the_task(make_queuer: QueuerFactory) -> None:
     q = make_queuer()
-    cancelled = threading.Event()
-
-    @q.task()
-    async def slow() -> None:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    _, cancelled = add_long_task(q, "slow")
     q.start()
-    job = q.add_job_with_options(Options(on_error=OnError(timeout=0.2)), slow)
+    job = q.add_job_with_options(Options(on_error=OnError(timeout=0.2)), "slow")
     done = q.wait_for_job_finished(job.rid, 10)
     assert done.status is JobStatus.FAILED and "timeout" in done.error
     assert cancelled.wait(5)
@@ -163,19 +154,9 @@ def test_process_tasks_run_and_are_killed_on_timeout(make_queuer: QueuerFactory,
 
 def test_cancel_queued_and_running_jobs(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
     q = make_queuer("cancel", 3)
-    started = threading.Event()
-    stopped = threading.Event()
+    started, stopped = add_long_task(q, "long_async")
     thread_release = threading.Event()
     thread_started = threading.Event()
-
-    @q.task()
-    async def long_async() -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            stopped.set()
-            raise
 
     @q.task()
     def long_thread() -> str:
@@ -183,11 +164,11 @@ def test_cancel_queued_and_running_jobs(make_queuer: QueuerFactory, sql: psycopg
         thread_release.wait(30)
         return "finished anyway"
 
-    queued = q.add_job(long_async)
+    queued = q.add_job("long_async")
     cancelled = q.cancel_job(queued.rid)  # never started
     assert cancelled.status is JobStatus.CANCELLED and cancelled.results == []
     q.start()
-    running = q.add_job(long_async)
+    running = q.add_job("long_async")
     in_thread = q.add_job(long_thread)
     assert started.wait(10) and thread_started.wait(10)
     assert q.cancel_job(running.rid).status is JobStatus.CANCELLED
@@ -510,20 +491,9 @@ def test_listening_again_stops_jobs_cancelled_meanwhile(make_queuer: QueuerFacto
     """A cancellation whose notification was not heard (the channel was dropped, or the listener
     was reconnecting) still stops the running job as soon as the worker listens again."""
     q = make_queuer("deaf", 2, poll_interval=3600)
-    started = threading.Event()
-    cancelled = threading.Event()
-
-    @q.task()
-    async def long_async() -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    started, cancelled = add_long_task(q, "long_async")
     q.start()
-    job = q.add_job(long_async)
+    job = q.add_job("long_async")
     assert started.wait(20)
     listener = q._listener  # white box: drop every channel as a saturated worker would
     assert listener is not None
