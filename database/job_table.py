@@ -225,9 +225,7 @@ class JobTable:
         )
         self.select_job = compose(_SELECT_ONE, table=names["job"])
         self.select_ended = compose(_SELECT_ONE, table=names["job_archive"])
-        self.ended_rids = compose(
-            "SELECT rid FROM {job_archive} WHERE rid = ANY(%s) AND (NOT %s OR status = 'CANCELLED')"
-        )
+        self.ended_rids = compose("SELECT rid, status FROM {job_archive} WHERE rid = ANY(%s)")
         self.page_jobs = compose(_SELECT_PAGE, table=names["job"], filter=sql.SQL("TRUE"))
         self.page_ended = compose(_SELECT_PAGE, table=names["job_archive"], filter=sql.SQL("TRUE"))
         self.page_by_worker = compose(

@@ -270,14 +270,12 @@ class Store:
             raise JobNotFoundError(f"no job with rid {rid} in {where}")
         return self.job_from_row(row)
 
-    async def find_ended(self, rids: Sequence[UUID], cancelled: bool = False) -> set[UUID]:
-        """Which of ``rids`` are in the archive (with ``cancelled``: archived as CANCELLED); used
-        when the listener may have missed their notifications."""
+    async def find_ended(self, rids: Sequence[UUID]) -> dict[UUID, str]:
+        """Which of ``rids`` are in the archive, with their status; used when the listener may have
+        missed their notifications."""
         if not rids:
-            return set()
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(self.jobs.ended_rids, (list(rids), cancelled))
-            return {row["rid"] for row in await cur.fetchall()}
+            return {}
+        return {row["rid"]: row["status"] for row in await self.execute(self.jobs.ended_rids, (list(rids),))}
 
     async def page(self, query: str, last_id: int, entries: int, **extra: Any) -> list[Job]:
         async with self.pool.connection() as conn:

@@ -361,13 +361,13 @@ class Queuer:
         """After a (re)connect or listening again: claim at once, settle waiters and stop running
         jobs that were cancelled meanwhile (their notifications were not heard)."""
         runtime = self._runtime
+        running: list[UUID] = []
         if runtime is not None:
             runtime.schedule_changed()
             running = [job.rid for job, _ in runtime.running.values()]
-            for rid in await self._store.find_ended(running, cancelled=True):
+        for rid, status in (await self._store.find_ended([*running, *self._waiters])).items():
+            if runtime is not None and status == JobStatus.CANCELLED.value:
                 runtime.cancel_running(rid)
-        ended = await self._store.find_ended(list(self._waiters))
-        for rid in ended:
             self._settle_waiters(rid)
 
     def _on_saturation(self) -> None:

@@ -197,11 +197,11 @@ class Runtime:
             self._set_saturated(False)
 
     def _set_saturated(self, saturated: bool) -> None:
+        if saturated == self.saturated:
+            return
         if self._saturation_timer is not None:
             self._saturation_timer.cancel()
             self._saturation_timer = None
-        if saturated == self.saturated:
-            return
         self.saturated = saturated
         self.long_running = False
         self._running_at_tick = set()
