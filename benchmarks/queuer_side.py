@@ -1,6 +1,7 @@
-"""A queuer worker process for the benchmarks: ``python queuer_side.py URL CONCURRENCY FILE``.
+"""A queuer worker process for the benchmarks: ``python queuer_side.py URL CONCURRENCY FILE [TASK]``.
 
-Runs no-op async jobs until SIGTERM, then writes each job's start time (monotonic) to FILE.
+Runs no-op async jobs of task TASK (default ``noop``) until SIGTERM, then writes each job's start
+time (monotonic) to FILE.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from queuer import DatabaseConfiguration, current_job_rid, new_queuer_with_db
 
 def main() -> None:
     url, concurrency, record = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    task = sys.argv[4] if len(sys.argv) > 4 else "noop"
     q = new_queuer_with_db(
         "bench-worker", concurrency, None, DatabaseConfiguration.from_url(url, sslmode="disable")
     )
@@ -25,7 +27,7 @@ def main() -> None:
     async def noop() -> None:
         starts[str(current_job_rid.get())] = time.monotonic()
 
-    q.add_task(noop)
+    q.add_task_with_name(noop, task)
     stop = threading.Event()
 
     def on_term(*_: Any) -> None:

@@ -49,10 +49,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Worker:
-    def __init__(self, system: str, url: str) -> None:
+    def __init__(self, system: str, url: str, task: str = "noop") -> None:
         self.record = tempfile.mktemp(suffix=".json")
         if system == "queuer":
-            args = [sys.executable, str(HERE / "queuer_side.py"), url, str(CONCURRENCY), self.record]
+            args = [sys.executable, str(HERE / "queuer_side.py"), url, str(CONCURRENCY), self.record, task]
         else:
             args = [
                 str(PGQ_PYTHON),
