@@ -219,6 +219,12 @@ def main() -> None:
                 q["drain_2_processes"]["jobs_per_s"] / q["drain_1_process"]["jobs_per_s"], 2
             ),
         }
+    for system in systems:  # both processes counts come from the same round: compare them there too
+        per_round = [
+            r["drain_2_processes"]["jobs_per_s"] / r["drain_1_process"]["jobs_per_s"] for r in rounds[system]
+        ]
+        results[system]["two_vs_one_process_per_round"] = [round(x, 2) for x in per_round]
+        results[system]["two_vs_one_process_median_of_rounds"] = round(statistics.median(per_round), 2)
     results["machine"]["load_1m_after"] = round(os.getloadavg()[0], 2)
     results["machine"]["cpu_probe_ms_after"] = cpu_probe_ms()
     record("throughput", results)
