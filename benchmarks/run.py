@@ -76,10 +76,13 @@ class Worker:
 
 
 def pending(conn: psycopg.Connection[Any], system: str) -> bool:
-    """Whether the queue table still holds a row. Cheap on purpose: a count(*) of 20,000 rows
-    every 5 ms took a third of a core from the workers being measured."""
+    """Whether the queue table still holds a row. Cheap on purpose, since it runs every 10 ms
+    beside the workers being measured: a count(*) of 20,000 rows every 5 ms took a third of a
+    core; a bare ``LIMIT 1`` walks the dead rows a drain leaves at the front of the heap (0.4 to
+    1.0 ms per poll late in a drain), the first entry of the primary key does not (0.25 to 0.35 ms,
+    round trip included)."""
     table = "job" if system == "queuer" else "pgqueuer"
-    return conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+    return conn.execute(f"SELECT 1 FROM {table} ORDER BY id LIMIT 1").fetchone() is not None
 
 
 def prepare(system: str, url: str) -> None:

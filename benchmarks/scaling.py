@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 from common import machine, record, scratch_database
-from run import Worker, cpu_seconds, prepare
+from run import Worker, cpu_seconds, pending, prepare
 
 from queuer import BatchJob, DatabaseConfiguration, new_queuer_with_db
 
@@ -100,7 +100,7 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         syncs_before = wal_flushes(conns[0])
         ticks_before = machine_ticks()
         cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
-        while any(c.execute("SELECT 1 FROM job LIMIT 1").fetchone() is not None for c in conns):
+        while any(pending(c, "queuer") for c in conns):
             time.sleep(0.01)
         done = time.monotonic()
         ticks_after = machine_ticks()

@@ -17,7 +17,7 @@ import time
 
 import psycopg
 from common import machine, record, scratch_database
-from run import Worker, prepare
+from run import Worker, pending, prepare
 
 from queuer import BatchJob, new_queuer_with_db
 
@@ -47,7 +47,7 @@ def main() -> None:
         stopped = time.monotonic()
         with psycopg.connect(url, autocommit=True) as conn:
             backlog = conn.execute("SELECT count(*) FROM job").fetchone()[0]  # type: ignore[index]
-            while conn.execute("SELECT 1 FROM job LIMIT 1").fetchone() is not None:
+            while pending(conn, "queuer"):
                 time.sleep(0.01)
             drained = time.monotonic()
             analyzed = conn.execute(
