@@ -141,7 +141,7 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
             )
             row = await cur.fetchone()
             if row is not None and row[0] < 2:
-                triggers = sql.SQL(load("notify_triggers")).format(  # type: ignore[arg-type]
+                triggers = sql.SQL(load("notify_triggers")).format(  # type: ignore[arg-type,unused-ignore]
                     function=sql.Identifier(function_schema, "notify_event")
                 )
                 await conn.execute(triggers, prepare=False)
