@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,18 +95,25 @@ def prepare(system: str, url: str) -> None:
         subprocess.run([str(PGQ_PYTHON), str(HERE / "pgqueuer_side.py"), "install", url], check=True)
 
 
-def enqueue(system: str, url: str, config: DatabaseConfiguration, n: int) -> float:
-    """Enqueue ``n`` jobs in one batch; the monotonic time of the commit."""
-    if system == "queuer":
-        q = new_queuer_with_db("bench-producer", 1, None, config)
+def enqueue_queuer(config: DatabaseConfiguration, n: int, tasks: Sequence[str] = ("noop",)) -> float:
+    """``n`` no-op queuer jobs in one COPY, the task names taking turns; the monotonic time of
+    the commit."""
+    q = new_queuer_with_db("bench-producer", 1, None, config)
+    for name in sorted(set(tasks)):
 
         async def noop() -> None: ...
 
-        q.add_task(noop)
-        q.add_jobs([BatchJob(noop) for _ in range(n)])
-        committed = time.monotonic()
-        q.stop()
-        return committed
+        q.add_task_with_name(noop, name)
+    q.add_jobs([BatchJob(tasks[i % len(tasks)]) for i in range(n)])
+    committed = time.monotonic()
+    q.stop()
+    return committed
+
+
+def enqueue(system: str, url: str, config: DatabaseConfiguration, n: int) -> float:
+    """Enqueue ``n`` jobs in one batch; the monotonic time of the commit."""
+    if system == "queuer":
+        return enqueue_queuer(config, n)
     out = subprocess.run(
         [str(PGQ_PYTHON), str(HERE / "pgqueuer_side.py"), "enqueue", url, str(n)],
         check=True,
@@ -222,7 +230,7 @@ def main() -> None:
                 q["drain_2_processes"]["jobs_per_s"] / q["drain_1_process"]["jobs_per_s"], 2
             ),
         }
-    for system in systems:  # both processes counts come from the same round: compare them there too
+    for system in systems:  # a round measures both process counts: its own ratio is the paired one
         per_round = [
             r["drain_2_processes"]["jobs_per_s"] / r["drain_1_process"]["jobs_per_s"] for r in rounds[system]
         ]

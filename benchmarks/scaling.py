@@ -11,8 +11,8 @@
 
 Each round runs the four in turn on fresh databases (workers started and idle before the jobs are
 enqueued, as in run.py); a drain is timed from the first enqueue's commit until every queue table
-is empty. Besides jobs/s it records, from the enqueue's return to the end of the drain: how idle the machine was (``/proc/stat``),
-worker CPU per job, and the WAL flushes of the whole server with their mean fdatasync time (from
+is empty. Besides jobs/s it records, from the enqueue's return to the end of the drain: how idle
+the machine was (``/proc/stat``), worker CPU per job, and the WAL flushes of the whole server with their mean fdatasync time (from
 ``pg_stat_wal``; the time needs ``track_wal_io_timing``, set per database when the benchmark's
 user may, else left out). Medians over the rounds, and each round's ratio to ``one``.
 """
@@ -28,10 +28,8 @@ from contextlib import ExitStack
 from typing import Any
 
 import psycopg
-from common import machine, record, scratch_database
-from run import Worker, cpu_seconds, pending, prepare
-
-from queuer import BatchJob, DatabaseConfiguration, new_queuer_with_db
+from common import cpu_probe_ms, machine, record, scratch_database
+from run import Worker, cpu_seconds, enqueue_queuer, pending, prepare
 
 # Per set-up: the task of each worker process, and whether each process gets its own database.
 SETUPS: dict[str, tuple[list[str], bool]] = {
@@ -56,20 +54,6 @@ def wal_flushes(conn: psycopg.Connection[Any]) -> tuple[int, float]:
     return int(row[0]), float(row[1])
 
 
-def enqueue(config: DatabaseConfiguration, tasks: list[str], n: int) -> float:
-    """``n`` no-op jobs in one COPY, task names taking turns; the monotonic time of the commit."""
-    q = new_queuer_with_db("bench-producer", 1, None, config)
-    for name in sorted(set(tasks)):
-
-        async def noop() -> None: ...
-
-        q.add_task_with_name(noop, name)
-    q.add_jobs([BatchJob(tasks[i % len(tasks)]) for i in range(n)])
-    committed = time.monotonic()
-    q.stop()
-    return committed
-
-
 def drain(setup: str, n: int) -> dict[str, Any]:
     tasks, own_database = SETUPS[setup]
     with ExitStack() as stack:
@@ -89,7 +73,7 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         commits: list[float] = []
         conns = [stack.enter_context(psycopg.connect(url, autocommit=True)) for url, _ in databases]
         threads = [
-            threading.Thread(target=lambda c=c, t=t: commits.append(enqueue(c, t, n // len(shares))))
+            threading.Thread(target=lambda c=c, t=t: commits.append(enqueue_queuer(c, n // len(shares), t)))
             for c, t in shares
         ]
         for t in threads:
@@ -152,7 +136,7 @@ def main() -> None:
         summary[setup]["ratio_to_one_median"] = statistics.median(summary[setup]["ratio_to_one_per_round"])
     results["summary"] = summary
     results["rounds_detail"] = rounds
-    results["machine"]["cpu_probe_ms_after"] = machine()["cpu_probe_ms_before"]
+    results["machine"]["cpu_probe_ms_after"] = cpu_probe_ms()
     record("scaling", results)
 
 
