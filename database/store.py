@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -13,7 +12,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
-from psycopg import AsyncConnection, Connection
+from psycopg import AsyncConnection, Connection, pq
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 from queuer.model import (
@@ -31,6 +30,7 @@ from queuer.model.job import utc_or_none
 from queuer.model.jsoncodec import naive_utc
 
 from .config import DatabaseConfiguration
+from .direct import DirectStatement
 from .job_table import CLAIM_JSON_COLUMNS, JobTable, NewJob, cycle_params
 from .master_table import MasterTable
 from .pool import PoolType, connection_kwargs, make_pool
@@ -73,6 +73,8 @@ class Store:
         self._sync_pool: ConnectionPool[Connection[DictRow]] | None = None
         self._sync_lock = threading.Lock()
         self._cycle_conn: AsyncConnection[DictRow] | None = None
+        self._cycle_full = DirectStatement("queuer_cycle", self.jobs.cycle)
+        self._cycle_lean = DirectStatement("queuer_cycle_lean", self.jobs.cycle_lean)
 
     def sync_connection(self) -> AbstractContextManager[Connection[DictRow]]:
         """A connection for blocking calls from the caller's thread (a pool opened on first use),
@@ -179,9 +181,8 @@ class Store:
         if self._cycle_conn is None:
             self._cycle_conn = await self._take_cycle_connection()
         try:
-            statement = self.jobs.cycle if requeued or follow_ups else self.jobs.cycle_lean
-            cur = await self._cycle_conn.execute(statement, params)
-            rows = await cur.fetchall()
+            statement = self._cycle_full if requeued or follow_ups else self._cycle_lean
+            rows = await statement.fetch(self._cycle_conn, params, prepare=not self.config.behind_pooler)
         except BaseException:  # an error, or cancelled mid-statement: its state is unknown
             await self._release_cycle_connection()
             raise
@@ -210,13 +211,26 @@ class Store:
         return conn
 
     async def _release_cycle_connection(self) -> None:
+        """Back to the pool as the pool handed it out: session settings reset, our prepared
+        statements deallocated. If that fails (a statement of ours still in flight after a cancel, a
+        lost connection), it is closed instead: a pooled connection that still held our statements
+        would make the next cycle's prepare fail on it."""
         conn, self._cycle_conn = self._cycle_conn, None
         if conn is None:
             return
-        if not self.config.behind_pooler and not conn.broken:
-            with contextlib.suppress(psycopg.Error):  # a broken one is discarded by the pool
-                await conn.execute("RESET plan_cache_mode; RESET enable_sort")
-        await self.pool.putconn(conn)
+        prepared = [s.name.decode() for s in (self._cycle_full, self._cycle_lean) if s.forget(conn)]
+        if conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:  # cancelled mid-statement
+            await conn.close()
+        elif not self.config.behind_pooler:
+            try:
+                await conn.execute(
+                    "; ".join(
+                        ["RESET plan_cache_mode", "RESET enable_sort"] + [f"DEALLOCATE {n}" for n in prepared]
+                    )
+                )
+            except psycopg.Error:
+                await conn.close()
+        await self.pool.putconn(conn)  # a closed or broken one is discarded
 
     async def refresh_statistics(self, precheck: str | None = None) -> bool:
         """ANALYZE ``job`` (whether it ran). Stale statistics after a big insert make the planner
