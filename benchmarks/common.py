@@ -51,6 +51,21 @@ def cpu_probe_ms() -> float:
     return round(best * 1000, 1)
 
 
+def cpu_ticks() -> tuple[int, int, int]:
+    """(all, idle + iowait, steal) clock ticks of the whole machine so far, from ``/proc/stat``.
+    Steal is time the hypervisor gave this machine's CPUs to another guest: a drain during which
+    it was high did not run on a quiet machine."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4], values[7]
+
+
+def tick_share_pct(before: tuple[int, int, int], after: tuple[int, int, int], field: int) -> float:
+    """The share (percent) of all ticks between two ``cpu_ticks()`` readings that went to ``field``
+    (1: idle, 2: steal)."""
+    return round(100 * (after[field] - before[field]) / max(1, after[0] - before[0]), 1)
+
+
 def machine() -> dict[str, Any]:
     load1, load5, _ = os.getloadavg()
     return {

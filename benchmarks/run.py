@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import cpu_probe_ms, machine, record, scratch_database
+from common import cpu_probe_ms, cpu_ticks, machine, record, scratch_database, tick_share_pct
 
 from queuer import BatchJob, DatabaseConfiguration, new_queuer_with_db
 
@@ -128,11 +128,13 @@ def drain(system: str, processes: int, n: int) -> dict[str, Any]:
         prepare(system, url)
         workers = [Worker(system, url) for _ in range(processes)]
         cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
+        ticks_before = cpu_ticks()
         committed = enqueue(system, url, config, n)
         with psycopg.connect(url, autocommit=True) as conn:
             while pending(conn, system):
                 time.sleep(0.01)
         done = time.monotonic()
+        ticks_after = cpu_ticks()
         cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
         ran = sum(len(w.stop()) for w in workers)
     seconds = done - committed
@@ -143,6 +145,7 @@ def drain(system: str, processes: int, n: int) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "jobs_per_s": round(n / seconds),
         "worker_cpu_s_per_1000_jobs": round(cpu / n * 1000, 3),
+        "machine_steal_pct": tick_share_pct(ticks_before, ticks_after, 2),
     }
 
 
@@ -208,6 +211,7 @@ def main() -> None:
     for round_no in range(args.repeat):
         for system in systems:  # alternating, so drifting machine load hits both alike
             measured = {
+                "machine": {"cpu_probe_ms_at_start": cpu_probe_ms()},  # how fast it was as the round began
                 "drain_1_process": drain(system, 1, args.jobs),
                 "drain_2_processes": drain(system, 2, args.jobs),
                 "latency": latency(system, args.latency_jobs, 0.05),

@@ -28,7 +28,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import psycopg
-from common import cpu_probe_ms, machine, record, scratch_database
+from common import cpu_probe_ms, cpu_ticks, machine, record, scratch_database, tick_share_pct
 from run import Worker, cpu_seconds, enqueue_queuer, pending, prepare
 
 # Per set-up: the task of each worker process, and whether each process gets its own database.
@@ -38,13 +38,6 @@ SETUPS: dict[str, tuple[list[str], bool]] = {
     "split": (["a", "b"], False),
     "separate": (["a", "a"], True),
 }
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(all, idle + iowait) clock ticks of the whole machine so far."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    return sum(values), values[3] + values[4]
 
 
 def wal_flushes(conn: psycopg.Connection[Any]) -> tuple[int, float]:
@@ -82,12 +75,12 @@ def drain(setup: str, n: int) -> dict[str, Any]:
             t.join()
         # The figures below cover the drain from here (the COPY's own work is left out).
         syncs_before = wal_flushes(conns[0])
-        ticks_before = machine_ticks()
+        ticks_before = cpu_ticks()
         cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
         while any(pending(c, "queuer") for c in conns):
             time.sleep(0.01)
         done = time.monotonic()
-        ticks_after = machine_ticks()
+        ticks_after = cpu_ticks()
         cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
         ran = sum(len(w.stop()) for w in workers)
         time.sleep(0.5)  # the workers' backends have exited and reported their WAL statistics
@@ -99,9 +92,8 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         "jobs": n,
         "ran": ran,
         "jobs_per_s": round(n / seconds),
-        "machine_idle_pct": round(
-            100 * (ticks_after[1] - ticks_before[1]) / (ticks_after[0] - ticks_before[0]), 1
-        ),
+        "machine_idle_pct": tick_share_pct(ticks_before, ticks_after, 1),
+        "machine_steal_pct": tick_share_pct(ticks_before, ticks_after, 2),
         "worker_cpu_us_per_job": round(cpu / n * 1e6, 1),
         "wal_flushes_per_1000_jobs": round(syncs / n * 1000, 1),
         "wal_flush_ms": round(spent / syncs, 3) if syncs and spent else None,
