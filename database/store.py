@@ -30,7 +30,7 @@ from queuer.model.job import utc_or_none
 from queuer.model.jsoncodec import naive_utc
 
 from .config import DatabaseConfiguration
-from .direct import DirectStatement
+from .direct import DirectConnection, DirectStatement
 from .job_table import CLAIM_JSON_COLUMNS, JobTable, NewJob, cycle_params
 from .master_table import MasterTable
 from .pool import PoolType, connection_kwargs, make_pool
@@ -72,7 +72,7 @@ class Store:
         self._pool_size = pool_size
         self._sync_pool: ConnectionPool[Connection[DictRow]] | None = None
         self._sync_lock = threading.Lock()
-        self._cycle_conn: AsyncConnection[DictRow] | None = None
+        self._cycle: DirectConnection | None = None
         self._cycle_full = DirectStatement("queuer_cycle", self.jobs.cycle)
         self._cycle_lean = DirectStatement("queuer_cycle_lean", self.jobs.cycle_lean)
 
@@ -178,11 +178,14 @@ class Store:
         # The cycle keeps one pooled connection checked out: taking and returning it each time
         # cost more client time than decoding the claimed rows. After an error (or a cancel) it
         # goes back to the pool, which discards it if broken or busy; the next cycle takes another.
-        if self._cycle_conn is None:
-            self._cycle_conn = await self._take_cycle_connection()
+        if self._cycle is None:
+            self._cycle = DirectConnection(
+                await self._take_cycle_connection(), prepare=not self.config.behind_pooler
+            )
         try:
-            statement = self._cycle_full if requeued or follow_ups else self._cycle_lean
-            rows = await statement.fetch(self._cycle_conn, params, prepare=not self.config.behind_pooler)
+            rows = await self._cycle.fetch(
+                self._cycle_full if requeued or follow_ups else self._cycle_lean, params
+            )
         except BaseException:  # an error, or cancelled mid-statement: its state is unknown
             await self._release_cycle_connection()
             raise
@@ -215,10 +218,10 @@ class Store:
         statements deallocated. If that fails (a statement of ours still in flight after a cancel, a
         lost connection), it is closed instead: a pooled connection that still held our statements
         would make the next cycle's prepare fail on it."""
-        conn, self._cycle_conn = self._cycle_conn, None
-        if conn is None:
+        cycle, self._cycle = self._cycle, None
+        if cycle is None:
             return
-        prepared = [s.name.decode() for s in (self._cycle_full, self._cycle_lean) if s.forget(conn)]
+        prepared, conn = cycle.detach(), cycle.conn
         if conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:  # cancelled mid-statement
             await conn.close()
         elif not self.config.behind_pooler:

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from queuer.database import install_schema
-from queuer.database.direct import DirectStatement, encode_param, to_positional
+from queuer.database.direct import DirectConnection, DirectStatement, encode_param, to_positional
 from queuer.database.store import Store
 
 from queuer import DatabaseConfiguration, JobStatus
@@ -58,23 +58,47 @@ def test_rows_errors_and_reuse_of_a_connection(db_config: DatabaseConfiguration)
     async def scenario() -> None:
         conn = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
         try:
+            direct = DirectConnection(conn, prepare=True)
             params = {"n": 5, "rid": rid, "names": names, "divisor": 1}
-            rows = await statement.fetch(conn, params)
+            rows = await direct.fetch(statement, params)
             assert len(rows) == 1
             row = rows[0]
             assert row["n"] == 5 and row["rid"] == rid and isinstance(row["rid"], UUID)
             assert isinstance(row["at"], datetime) and row["raw"] == b"\x01\x02"
             assert row["nothing"] is None and row["names"] == names and row["quotient"] == 1
             with pytest.raises(psycopg.errors.DivisionByZero):
-                await statement.fetch(conn, {**params, "divisor": 0})
-            assert (await statement.fetch(conn, params))[0]["n"] == 5  # still usable, still prepared
-            cur = await conn.execute(
-                "SELECT count(*) FROM pg_prepared_statements WHERE name = %s", ("queuer_test_direct",)
-            )
-            assert (await cur.fetchone()) == (1,)
-            assert (await statement.fetch(conn, params, prepare=False))[0]["quotient"] == 1
+                await direct.fetch(statement, {**params, "divisor": 0})
+            assert (await direct.fetch(statement, params))[0]["n"] == 5  # still usable, still prepared
+            assert direct.detach() == ["queuer_test_direct"]
+            cur = await conn.execute("SELECT name FROM pg_prepared_statements")
+            assert await cur.fetchall() == [("queuer_test_direct",)]
+            unprepared = DirectConnection(conn, prepare=False)  # as behind a transaction pooler
+            assert (await unprepared.fetch(statement, params))[0]["quotient"] == 1
+            assert unprepared.detach() == []
         finally:
             await conn.close()
+
+    _run(scenario())
+
+
+def test_a_lost_connection_raises_operational_error(db_config: DatabaseConfiguration) -> None:
+    """The server ends the backend between two statements: the reader sees it go, and the next
+    statement raises psycopg's OperationalError (what the worker cycle recovers from)."""
+    statement = DirectStatement("queuer_test_lost", "SELECT pg_backend_pid() AS pid")
+
+    async def scenario() -> None:
+        conn = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
+        admin = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
+        try:
+            direct = DirectConnection(conn, prepare=True)
+            pid = (await direct.fetch(statement, {}))[0]["pid"]
+            await admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
+            with pytest.raises(psycopg.OperationalError):
+                await direct.fetch(statement, {})
+            direct.detach()
+        finally:
+            await conn.close()
+            await admin.close()
 
     _run(scenario())
 
@@ -101,7 +125,8 @@ def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: Data
                 )
                 assert await cur.fetchone() == {"prepared": 0, "mode": "auto"}
             assert await store.cycle(worker_id, uuid4(), [], [], [], 1, ["t"], []) == []
-            taken = store._cycle_conn
+            assert store._cycle is not None
+            taken = store._cycle.conn
             locker = await psycopg.AsyncConnection.connect(db_config.conninfo())
             async with locker, locker.transaction():
                 await locker.execute("LOCK TABLE job IN ACCESS EXCLUSIVE MODE")
@@ -117,9 +142,9 @@ def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: Data
                 stuck.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await stuck
-                assert taken is not None and taken.closed and store._cycle_conn is None
+                assert taken.closed and store._cycle is None
             assert await store.cycle(worker_id, uuid4(), [], [], [], 1, ["t"], []) == []
-            assert store._cycle_conn is not taken
+            assert store._cycle is not None and store._cycle.conn is not taken
         finally:
             await store.close()
 
