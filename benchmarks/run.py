@@ -50,10 +50,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Worker:
-    def __init__(self, system: str, url: str, task: str = "noop") -> None:
+    """A worker process, started and idle. ``python``: the interpreter of a queuer worker (another
+    install of queuer, for ``ab.py``)."""
+
+    def __init__(self, system: str, url: str, task: str = "noop", python: str = sys.executable) -> None:
         self.record = tempfile.mktemp(suffix=".json")
         if system == "queuer":
-            args = [sys.executable, str(HERE / "queuer_side.py"), url, str(CONCURRENCY), self.record, task]
+            args = [python, str(HERE / "queuer_side.py"), url, str(CONCURRENCY), self.record, task]
         else:
             args = [
                 str(PGQ_PYTHON),
@@ -123,10 +126,10 @@ def enqueue(system: str, url: str, config: DatabaseConfiguration, n: int) -> flo
     return float(out.stdout.strip())
 
 
-def drain(system: str, processes: int, n: int) -> dict[str, Any]:
+def drain(system: str, processes: int, n: int, python: str = sys.executable) -> dict[str, Any]:
     with scratch_database() as (url, config):
         prepare(system, url)
-        workers = [Worker(system, url) for _ in range(processes)]
+        workers = [Worker(system, url, python=python) for _ in range(processes)]
         cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
         ticks_before = cpu_ticks()
         committed = enqueue(system, url, config, n)

@@ -177,7 +177,7 @@ class Store:
         )
         # The cycle keeps one pooled connection checked out: taking and returning it each time
         # cost more client time than decoding the claimed rows. After an error (or a cancel) it
-        # goes back to the pool, which discards it if broken or busy; the next cycle takes another.
+        # is released (see there) and the next cycle takes another.
         if self._cycle is None:
             self._cycle = DirectConnection(
                 await self._take_cycle_connection(), prepare=not self.config.behind_pooler
@@ -222,7 +222,7 @@ class Store:
         if cycle is None:
             return
         prepared, conn = cycle.detach(), cycle.conn
-        if conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:  # cancelled mid-statement
+        if conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:  # mid-statement, or lost
             await conn.close()
         elif not self.config.behind_pooler:
             try:

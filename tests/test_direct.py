@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
@@ -37,10 +36,6 @@ def test_parameters_in_text_form() -> None:
     assert encode_param(['a"b', "c,d", "e\\f"]) == b'{"a\\"b","c,d","e\\\\f"}'
     with pytest.raises(TypeError, match="float"):
         encode_param(1.5)
-
-
-def _run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def test_rows_errors_and_reuse_of_a_connection(db_config: DatabaseConfiguration) -> None:
@@ -78,7 +73,7 @@ def test_rows_errors_and_reuse_of_a_connection(db_config: DatabaseConfiguration)
         finally:
             await conn.close()
 
-    _run(scenario())
+    asyncio.run(scenario())
 
 
 def test_a_lost_connection_raises_operational_error(db_config: DatabaseConfiguration) -> None:
@@ -100,7 +95,7 @@ def test_a_lost_connection_raises_operational_error(db_config: DatabaseConfigura
             await conn.close()
             await admin.close()
 
-    _run(scenario())
+    asyncio.run(scenario())
 
 
 def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: DatabaseConfiguration) -> None:
@@ -148,7 +143,7 @@ def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: Data
         finally:
             await store.close()
 
-    _run(scenario())
+    asyncio.run(scenario())
 
 
 def test_a_task_name_with_array_syntax_is_claimed(make_queuer: QueuerFactory) -> None:
