@@ -1,4 +1,5 @@
-"""Enqueue rates: add_job from one thread, add_jobs (binary COPY) for 20,000 and 100,000 jobs.
+"""Enqueue rates: add_job from one thread, add_job_async from one asyncio task (the caller's own
+event loop, as in a FastAPI handler), add_jobs (binary COPY) for 20,000 and 100,000 jobs.
 
     python benchmarks/enqueue.py [--repeat 5]
 
@@ -9,6 +10,7 @@ medians over the rounds are reported, each round's figures are kept in the resul
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import time
@@ -36,6 +38,16 @@ def one_round() -> dict[str, dict[str, Any]]:
         for i in range(SINGLE_JOBS):
             q.add_job(noop, i)
         out["add_job_one_thread"] = _rate(SINGLE_JOBS, time.perf_counter() - began)
+
+        async def enqueue_async() -> float:
+            for _ in range(200):
+                await q.add_job_async(noop, 0)
+            began = time.perf_counter()
+            for i in range(SINGLE_JOBS):
+                await q.add_job_async(noop, i)
+            return time.perf_counter() - began
+
+        out["add_job_async_one_task"] = _rate(SINGLE_JOBS, asyncio.run(enqueue_async()))
         for size in BATCH_SIZES:
             batch = [BatchJob(noop, [i]) for i in range(size)]
             began = time.perf_counter()

@@ -496,7 +496,7 @@ class Queuer:
         Every item is validated before anything is sent: one bad item raises and nothing is written.
         """
         news = self._new_jobs(batch)
-        with self._store.sync_connection() as conn, conn.transaction():
+        with self._store.sync_connection() as conn:  # autocommit: the COPY is one statement
             self._copy_sync(conn, news)
         if len(news) >= ANALYZE_AFTER:
             self._loop.loop.call_soon_threadsafe(self._refresh_statistics)
@@ -595,8 +595,10 @@ class Queuer:
         await copy_jobs_async(cur, self._store.jobs.copy, news)
 
     async def _on_pooled(self, write: Callable[[AsyncConn, Any], Coroutine[Any, Any, T]], arg: Any) -> T:
-        """Run ``write`` on a pooled connection in one transaction (on the Queuer's loop)."""
-        async with self._store.pool.connection() as conn, conn.transaction():
+        """Run ``write`` on a pooled (autocommit) connection, on the Queuer's loop. No transaction:
+        what a write changes is one statement (one INSERT, or one COPY), atomic on its own, and a
+        transaction around it cost two more round trips (BEGIN, COMMIT) per call."""
+        async with self._store.pool.connection() as conn:
             return await write(conn, arg)
 
     # A task (or next-interval function) is known when this queuer or any worker row in the

@@ -74,6 +74,28 @@ def test_add_jobs_validates_everything_before_writing(
     assert count(sql, "SELECT count(*) FROM job") == 0
 
 
+def test_a_batch_the_server_rejects_midway_writes_nothing(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
+    """Every item passes validation, then the server refuses row 1,501 of 2,000 (a CHECK constraint
+    stands in for any failure on the server's side): the call raises and no row of the batch stays,
+    blocking or async. The COPY runs as one statement, so it commits whole or not at all."""
+    q = make_queuer()
+
+    @q.task()
+    def echo(x: int) -> None: ...
+
+    sql.execute("ALTER TABLE job ADD CONSTRAINT refuse_1500 CHECK (parameters <> '[1500]')")
+    batch = [BatchJob(echo, [i]) for i in range(2000)]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        q.add_jobs(batch)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        asyncio.run(q.add_jobs_async(batch))
+    assert count(sql, "SELECT count(*) FROM job") == 0
+    q.add_jobs(batch[:1500])  # the connections are usable afterwards
+    assert count(sql, "SELECT count(*) FROM job") == 1500
+
+
 def test_add_jobs_wakes_workers_and_all_run(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:
     q = make_queuer("batch", 10, poll_interval=300)
     seen: set[int] = set()
