@@ -244,6 +244,33 @@ def test_notification_payload_is_exactly_the_contracts(make_queuer: QueuerFactor
     ]
 
 
+def test_notify_event_covers_the_contracts_other_cases(
+    make_queuer: QueuerFactory, database_url: str, sql: psycopg.Connection[Any]
+) -> None:
+    """§2.1 defines notify_event() for more than our two triggers fire: on a table named worker it
+    notifies channel worker, and for DELETE it takes the old row's values. Triggers added here (an
+    AFTER DELETE one, so the delete is not cancelled) exercise those branches of the function."""
+    q = make_queuer()
+
+    @q.task()
+    def noop() -> None: ...
+
+    job = q.add_job(noop)
+    worker_id, worker_rid = q.worker.id, q.worker.rid
+    sql.execute("CREATE TRIGGER t_worker BEFORE UPDATE ON worker FOR EACH ROW EXECUTE FUNCTION notify_event()")
+    sql.execute("CREATE TRIGGER t_delete AFTER DELETE ON job FOR EACH ROW EXECUTE FUNCTION notify_event()")
+    with psycopg.connect(database_url, autocommit=True) as listen:
+        listen.execute("LISTEN job")
+        listen.execute("LISTEN worker")
+        sql.execute("UPDATE worker SET status = 'STOPPING' WHERE id = %s", (worker_id,))
+        sql.execute("DELETE FROM job WHERE id = %s", (job.id,))
+        got = [(n.channel, n.payload) for n in listen.notifies(timeout=2, stop_after=2)]
+    assert got == [
+        ("worker", f'{{"id" : {worker_id}, "rid" : "{worker_rid}", "status" : "STOPPING"}}'),
+        ("job", f'{{"id" : {job.id}, "rid" : "{job.rid}", "status" : "QUEUED"}}'),
+    ]
+
+
 def test_rows_written_by_python_carry_go_types(
     make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
 ) -> None:
