@@ -8,25 +8,34 @@ statement is converted to ``$n`` form and prepared once per connection, its para
 text, and its rows are loaded by psycopg's own (C) loaders: the same types psycopg would give, about
 a third of the client time. The listener reads its notifications off libpq the same way.
 
-Only the cycle's connection runs these, one statement at a time, through a ``DirectConnection``
-that keeps one reader on the socket while the cycle holds the connection (no reader registered and
+The cycle's connection runs these one statement at a time through a ``DirectConnection``, which
+keeps one reader on the socket while the cycle holds the connection (no reader registered and
 removed for every wait); psycopg's own calls on that connection (its session settings) happen
-before it is attached and after it is detached.
+before it is attached and after it is detached. ``add_job`` runs its insert the same way on a
+pooled connection, on the loop (``DirectConnection``) or blocking (``fetch_blocking``): psycopg's
+execute cost it about as much client time as the rest of the call.
+
+A named statement is executed first and prepared only when the server says it does not exist
+(SQLSTATE 26000): a pooled connection keeps what it prepared for whoever takes it next, and one the
+pool opened anew gets it on first use, with no bookkeeping of which connection holds what.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Mapping, Sequence
+import select
+from collections.abc import Generator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg import AsyncConnection, abc, pq
+from psycopg import AsyncConnection, Connection, abc, pq
 from psycopg.adapt import Transformer
 from psycopg.errors import error_from_result
-from psycopg.pq.abc import PGresult
+from psycopg.pq.abc import PGconn, PGresult
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%|%")
 
@@ -60,6 +69,12 @@ def encode_param(value: Any) -> bytes | None:
         return value.encode()
     if isinstance(value, int | UUID):
         return str(value).encode()
+    if isinstance(value, bytes):  # bytea's hex form
+        return b"\\x" + value.hex().encode()
+    if isinstance(value, datetime):  # a TIMESTAMP column's naive UTC value (contract §1.9)
+        if value.tzinfo is not None:  # a timestamp parameter would drop the offset silently
+            raise TypeError("a direct statement takes naive UTC datetimes only")
+        return value.isoformat().encode()
     if isinstance(value, list | tuple):  # text[]: every element quoted, so any name is safe
         items = (str(v).replace("\\", "\\\\").replace('"', '\\"') for v in value)
         return ("{" + ",".join(f'"{item}"' for item in items) + "}").encode()
@@ -78,8 +93,34 @@ class DirectStatement:
         return [encode_param(params[name]) for name in self.params]
 
 
+Exchange = Generator[None, PGresult, tuple[PGresult, bool]]
+
+
+def _exchange(
+    pgconn: PGconn, statement: DirectStatement, values: list[bytes | None], prepare: bool
+) -> Exchange:
+    """Send ``statement`` and take its reply: a generator that yields after each message it sends and
+    is sent the last result of that message back (the driver waits, blocking or on the loop). It
+    returns the statement's result and whether it prepared the statement on this connection."""
+    if not prepare:
+        pgconn.send_query_params(statement.sql, values)
+        return (yield), False
+    pgconn.send_query_prepared(statement.name, values)
+    result = yield
+    if (
+        result.status != pq.ExecStatus.FATAL_ERROR
+        or result.error_field(pq.DiagnosticField.SQLSTATE) != b"26000"
+    ):
+        return result, False
+    pgconn.send_prepare(statement.name, statement.sql)  # not prepared on this connection yet
+    _check((yield), pq.ExecStatus.COMMAND_OK)
+    pgconn.send_query_prepared(statement.name, values)
+    return (yield), True
+
+
 class DirectConnection:
-    """A pooled connection while the cycle holds it: statements run on its libpq connection.
+    """A pooled connection while we hold it (the cycle, for as long as it runs; an ``add_job_async``,
+    for one insert): statements run on its libpq connection.
 
     One reader callback stays on its socket for as long as it is held, and reads whatever arrives
     into libpq at once (a reply, a notice, the server closing the connection); a statement in
@@ -99,8 +140,8 @@ class DirectConnection:
         self._loop.add_reader(self._fd, self._readable)
 
     def detach(self) -> list[str]:
-        """Stop reading the socket; the names of the statements prepared on the connection (for
-        the caller to deallocate, or to close the connection)."""
+        """Stop reading the socket; the names of the statements this object prepared on the
+        connection (for the caller to deallocate, or to close the connection)."""
         self._loop.remove_reader(self._fd)
         prepared, self._prepared = self._prepared, set()
         return sorted(name.decode() for name in prepared)
@@ -116,17 +157,23 @@ class DirectConnection:
 
     async def fetch(self, statement: DirectStatement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run ``statement`` (the connection idle, autocommit) and return its rows as dicts."""
-        pgconn = self.conn.pgconn
-        values = statement.values(params)
-        if not self._prepare:
-            pgconn.send_query_params(statement.sql, values)
-            return self._rows(await self._result())
-        if statement.name not in self._prepared:
-            pgconn.send_prepare(statement.name, statement.sql)
-            _check(await self._result(), pq.ExecStatus.COMMAND_OK)
+        exchange = _exchange(self.conn.pgconn, statement, statement.values(params), self._prepare)
+        next(exchange)
+        try:
+            while True:
+                exchange.send(await self._result())
+        except StopIteration as done:
+            result, prepared = done.value
+        except asyncio.CancelledError:
+            # As psycopg does: ask the server to cancel the statement, so that a cancelled call
+            # changes nothing there unless it had already finished. The connection stays busy; its
+            # holder closes it (the cycle's release; the pool, for an insert).
+            with contextlib.suppress(psycopg.Error):
+                await self.conn.cancel_safe(timeout=5.0)
+            raise
+        if prepared:
             self._prepared.add(statement.name)
-        pgconn.send_query_prepared(statement.name, values)
-        return self._rows(await self._result())
+        return _rows(result, self._transformer)
 
     async def _result(self) -> PGresult:
         """Send what is buffered, then wait for the statement's last result (libpq returns one per
@@ -148,21 +195,66 @@ class DirectConnection:
             if result is None:
                 break
             last = result
-        if last is None:
-            raise psycopg.OperationalError(pgconn.error_message.decode(errors="replace") or "no result")
-        return last
+        return _last_result(pgconn, last)
 
-    def _rows(self, result: PGresult) -> list[dict[str, Any]]:
-        if result.status == pq.ExecStatus.COMMAND_OK:  # no RETURNING
-            return []
-        _check(result, pq.ExecStatus.TUPLES_OK)
-        names = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
-        self._transformer.set_pgresult(result)
 
-        def make_row(values: Sequence[Any]) -> dict[str, Any]:
-            return dict(zip(names, values, strict=True))
+def fetch_blocking(
+    conn: Connection[Any], statement: DirectStatement, params: Mapping[str, Any], prepare: bool
+) -> list[dict[str, Any]]:
+    """``DirectConnection.fetch`` for a blocking caller on an idle autocommit connection of its own
+    (``add_job`` on the sync pool). Interrupted mid-statement, the connection is left busy and the
+    pool closes it when it comes back."""
+    pgconn = conn.pgconn
+    exchange = _exchange(pgconn, statement, statement.values(params), prepare)
+    next(exchange)
+    try:
+        while True:
+            exchange.send(_result_blocking(pgconn))
+    except StopIteration as done:
+        result, _ = done.value
+    except KeyboardInterrupt:  # as for a cancelled fetch above
+        with contextlib.suppress(psycopg.Error):
+            conn.cancel_safe(timeout=5.0)
+        raise
+    return _rows(result, Transformer(conn))
 
-        return self._transformer.load_rows(0, result.ntuples, make_row)
+
+def _result_blocking(pgconn: PGconn) -> PGresult:
+    """``DirectConnection._result``, waiting in ``poll()``."""
+    poller = select.poll()
+    poller.register(pgconn.socket, select.POLLOUT)
+    while pgconn.flush():
+        poller.poll()
+    poller.modify(pgconn.socket, select.POLLIN)
+    last: PGresult | None = None
+    while True:
+        while pgconn.is_busy():
+            poller.poll()
+            pgconn.consume_input()  # raises OperationalError when the connection is gone
+        result = pgconn.get_result()
+        if result is None:
+            break
+        last = result
+    return _last_result(pgconn, last)
+
+
+def _last_result(pgconn: PGconn, last: PGresult | None) -> PGresult:
+    if last is None:
+        raise psycopg.OperationalError(pgconn.error_message.decode(errors="replace") or "no result")
+    return last
+
+
+def _rows(result: PGresult, transformer: abc.Transformer) -> list[dict[str, Any]]:
+    if result.status == pq.ExecStatus.COMMAND_OK:  # no RETURNING
+        return []
+    _check(result, pq.ExecStatus.TUPLES_OK)
+    names = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
+    transformer.set_pgresult(result)
+
+    def make_row(values: Sequence[Any]) -> dict[str, Any]:
+        return dict(zip(names, values, strict=True))
+
+    return transformer.load_rows(0, result.ntuples, make_row)
 
 
 def _check(result: PGresult, expected: pq.ExecStatus) -> None:

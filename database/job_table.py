@@ -25,10 +25,13 @@ _CLAIM_COLS = ", ".join(
     if c not in ("results", "results_encrypted", "error", "updated_at")
 )
 
+# Parameters named as NewJob's fields (``NewJob._asdict()``), for psycopg and the direct path alike.
 _INSERT = f"""
 INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
                     schedule_count, parameters_encrypted, parameters_keyed_encrypted, created_at, updated_at)
-VALUES (%s, %s::jsonb, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, {NOW_UTC}, {NOW_UTC})
+VALUES (%(rid)s, %(options_json)s::jsonb, %(task_name)s, %(parameters_json)s::jsonb,
+        %(parameters_keyed_json)s::jsonb, %(status)s, %(scheduled_at)s, %(schedule_count)s,
+        %(parameters_encrypted)s, %(parameters_keyed_encrypted)s, {NOW_UTC}, {NOW_UTC})
 RETURNING {_COLS}
 """
 
@@ -172,10 +175,6 @@ class NewJob(NamedTuple):
     parameters_encrypted: bytes = b""
     parameters_keyed_encrypted: bytes = b""
     next_interval: str | None = None  # not a column: for validating the name before the write
-
-    def params(self) -> tuple[Any, ...]:
-        """The ten values of the insert, in its order."""
-        return tuple(self)[:10]
 
 
 # Columns written by the COPY of add_jobs, in this order.

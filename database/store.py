@@ -30,7 +30,7 @@ from queuer.model.job import utc_or_none
 from queuer.model.jsoncodec import naive_utc
 
 from .config import DatabaseConfiguration
-from .direct import DirectConnection, DirectStatement
+from .direct import DirectConnection, DirectStatement, fetch_blocking
 from .job_table import CLAIM_JSON_COLUMNS, JobTable, NewJob, cycle_params
 from .master_table import MasterTable
 from .pool import PoolType, connection_kwargs, make_pool
@@ -75,6 +75,7 @@ class Store:
         self._cycle: DirectConnection | None = None
         self._cycle_full = DirectStatement("queuer_cycle", self.jobs.cycle)
         self._cycle_lean = DirectStatement("queuer_cycle_lean", self.jobs.cycle_lean)
+        self._insert = DirectStatement("queuer_insert", self.jobs.insert)
 
     def sync_connection(self) -> AbstractContextManager[Connection[DictRow]]:
         """A connection for blocking calls from the caller's thread (a pool opened on first use),
@@ -147,6 +148,23 @@ class Store:
         return self.job_from_row(row)
 
     # -- jobs -----------------------------------------------------------------------------------
+    def insert_job_blocking(self, conn: Connection[DictRow], new: NewJob) -> Job:
+        """``add_job`` on a connection of the sync pool: the insert on libpq directly, one round trip
+        (through psycopg's execute the call took a quarter more client CPU: 248 -> 190 us here)."""
+        rows = fetch_blocking(conn, self._insert, new._asdict(), prepare=not self.config.behind_pooler)
+        return self.job_from_row(rows[0])
+
+    async def insert_job(self, conn: AsyncConnection[DictRow], new: NewJob) -> Job:
+        """``add_job_async`` on a pooled connection, the same way on the loop. Cancelled while its
+        statement is in flight, the server is asked to cancel it and the pool closes the busy
+        connection."""
+        direct = DirectConnection(conn, prepare=not self.config.behind_pooler)
+        try:
+            rows = await direct.fetch(self._insert, new._asdict())
+        finally:
+            direct.detach()
+        return self.job_from_row(rows[0])
+
     async def cycle(
         self,
         worker_id: int,

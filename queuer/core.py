@@ -481,14 +481,16 @@ class Queuer:
 
     def add_job_with_options(self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
         new = self._new_job(options, task, args, kwargs)
+        self._loop.refuse_blocking()
         with self._store.sync_connection() as conn:
-            return self._insert_sync(conn, new)
+            self._check_names_sync(conn.cursor(), [new])
+            return self._store.insert_job_blocking(conn, new)
 
     async def add_job_with_options_async(
         self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
     ) -> Job:
         new = self._new_job(options, task, args, kwargs)
-        return await self._loop.call_async(self._on_pooled(self._insert_async, new))
+        return await self._loop.call_async(self._on_pooled(self._insert_pooled, new))
 
     def add_jobs(self, batch: Sequence[BatchJob]) -> list[UUID]:
         """Enqueue many jobs with one binary COPY; returns their rids in input order.
@@ -574,14 +576,20 @@ class Queuer:
         self._loop.refuse_blocking()
         cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
         self._check_names_sync(cur, [new])
-        cur.execute(self._store.jobs.insert, new.params())
+        cur.execute(self._store.jobs.insert, new._asdict())
         return self._store.job_from_row(_as_dict(cur, cur.fetchone()))
 
     async def _insert_async(self, conn: AsyncConn, new: NewJob) -> Job:
         cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
         await self._check_names_async(cur, [new])
-        await cur.execute(self._store.jobs.insert, new.params())
+        await cur.execute(self._store.jobs.insert, new._asdict())
         return self._store.job_from_row(_as_dict(cur, await cur.fetchone()))
+
+    async def _insert_pooled(self, conn: psycopg.AsyncConnection[Any], new: NewJob) -> Job:
+        """``add_job_async`` on a pooled connection: the insert on libpq directly (``_insert_async``
+        is the same write on the caller's own connection, through psycopg)."""
+        await self._check_names_async(conn.cursor(), [new])
+        return await self._store.insert_job(conn, new)
 
     def _copy_sync(self, conn: SyncConn, news: list[NewJob]) -> None:
         self._loop.refuse_blocking()
@@ -594,7 +602,9 @@ class Queuer:
         await self._check_names_async(cur, news)
         await copy_jobs_async(cur, self._store.jobs.copy, news)
 
-    async def _on_pooled(self, write: Callable[[AsyncConn, Any], Coroutine[Any, Any, T]], arg: Any) -> T:
+    async def _on_pooled(
+        self, write: Callable[[psycopg.AsyncConnection[Any], Any], Coroutine[Any, Any, T]], arg: Any
+    ) -> T:
         """Run ``write`` on a pooled (autocommit) connection, on the Queuer's loop. No transaction:
         what a write changes is one statement (one INSERT, or one COPY), atomic on its own, and a
         transaction around it cost two more round trips (BEGIN, COMMIT) per call."""

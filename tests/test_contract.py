@@ -257,7 +257,9 @@ def test_notify_event_covers_the_contracts_other_cases(
 
     job = q.add_job(noop)
     worker_id, worker_rid = q.worker.id, q.worker.rid
-    sql.execute("CREATE TRIGGER t_worker BEFORE UPDATE ON worker FOR EACH ROW EXECUTE FUNCTION notify_event()")
+    sql.execute(
+        "CREATE TRIGGER t_worker BEFORE UPDATE ON worker FOR EACH ROW EXECUTE FUNCTION notify_event()"
+    )
     sql.execute("CREATE TRIGGER t_delete AFTER DELETE ON job FOR EACH ROW EXECUTE FUNCTION notify_event()")
     with psycopg.connect(database_url, autocommit=True) as listen:
         listen.execute("LISTEN job")

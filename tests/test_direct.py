@@ -1,19 +1,27 @@
-"""The cycle's statement on libpq directly (``queuer.database.direct``): placeholders, parameter
-text, types of the rows, errors, and a pooled connection handed back and taken again."""
+"""Statements on libpq directly (``queuer.database.direct``: the worker cycle, add_job's insert):
+placeholders, parameter text, types of the rows, errors, statements prepared on demand, the
+blocking runner, cancellation, and a pooled connection handed back and taken again."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
 import pytest
 from queuer.database import install_schema
-from queuer.database.direct import DirectConnection, DirectStatement, encode_param, to_positional
+from queuer.database.direct import (
+    DirectConnection,
+    DirectStatement,
+    encode_param,
+    fetch_blocking,
+    to_positional,
+)
 from queuer.database.store import Store
 
-from queuer import DatabaseConfiguration, JobStatus
+from queuer import DatabaseConfiguration, JobStatus, new_queuer_with_db
 
 from .conftest import QueuerFactory
 
@@ -34,6 +42,10 @@ def test_parameters_in_text_form() -> None:
     assert encode_param(rid) == str(rid).encode()
     assert encode_param([]) == b"{}"
     assert encode_param(['a"b', "c,d", "e\\f"]) == b'{"a\\"b","c,d","e\\\\f"}'
+    assert encode_param(b"\x00\xff") == b"\\x00ff"
+    assert encode_param(datetime(2030, 1, 2, 3, 4, 5, 6)) == b"2030-01-02T03:04:05.000006"
+    with pytest.raises(TypeError, match="naive UTC"):  # a timestamp parameter would drop the offset
+        encode_param(datetime(2030, 1, 2, tzinfo=UTC))
     with pytest.raises(TypeError, match="float"):
         encode_param(1.5)
 
@@ -74,6 +86,101 @@ def test_rows_errors_and_reuse_of_a_connection(db_config: DatabaseConfiguration)
             await conn.close()
 
     asyncio.run(scenario())
+
+
+def test_a_statement_prepared_earlier_on_the_connection_is_used_as_it_is(
+    db_config: DatabaseConfiguration,
+) -> None:
+    """A pooled connection keeps the statements a previous holder prepared: the next holder runs
+    them without preparing again (no "already exists" clash) and reports none as its own."""
+    statement = DirectStatement("queuer_test_kept", "SELECT %(n)s::int + 1 AS m")
+
+    async def scenario() -> None:
+        conn = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
+        try:
+            first = DirectConnection(conn, prepare=True)
+            assert (await first.fetch(statement, {"n": 1}))[0]["m"] == 2
+            first.detach()  # not deallocated, as after an add_job_async
+            second = DirectConnection(conn, prepare=True)
+            assert (await second.fetch(statement, {"n": 2}))[0]["m"] == 3
+            assert second.detach() == []
+        finally:
+            await conn.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_blocking_runner(db_config: DatabaseConfiguration) -> None:
+    """``fetch_blocking`` (add_job on the sync pool): rows with psycopg's types, bytea and timestamp
+    parameters, the server's errors as psycopg's classes with the connection still usable, the
+    statement prepared on first use, and a lost connection as OperationalError."""
+    statement = DirectStatement(
+        "queuer_test_blocking",
+        "SELECT %(raw)s::bytea AS raw, %(at)s::timestamp AS at, 1 / %(divisor)s::int AS quotient",
+    )
+    at = datetime(2030, 1, 2, 3, 4, 5, 6)
+    params = {"raw": b"\x00\xff", "at": at, "divisor": 1}
+    with psycopg.connect(db_config.conninfo(), autocommit=True) as conn:
+        assert fetch_blocking(conn, statement, params, prepare=True) == [
+            {"raw": b"\x00\xff", "at": at, "quotient": 1}
+        ]
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            fetch_blocking(conn, statement, {**params, "divisor": 0}, prepare=True)
+        assert fetch_blocking(conn, statement, params, prepare=False)[0]["quotient"] == 1
+        prepared = conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
+        assert prepared == [("queuer_test_blocking",)]
+        with psycopg.connect(db_config.conninfo(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            fetch_blocking(conn, statement, params, prepare=True)
+
+
+def test_a_cancelled_add_job_async_is_cancelled_in_the_server(
+    db_config: DatabaseConfiguration, sql: psycopg.Connection[Any]
+) -> None:
+    """add_job_async cancelled while its insert waits for a lock: the server is asked to cancel the
+    statement (as psycopg does), so no job appears once the lock is released, and the next call
+    works (the busy connection was closed, not handed out again)."""
+    q = new_queuer_with_db("cancel-insert", 1, None, db_config)
+
+    async def noop() -> None: ...
+
+    q.add_task(noop)
+
+    async def scenario() -> None:
+        await q.add_job_async(noop)  # the pooled connection has prepared the insert
+        locker = await psycopg.AsyncConnection.connect(db_config.conninfo())
+        async with locker:
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE job IN ACCESS EXCLUSIVE MODE")
+                stuck = asyncio.ensure_future(q.add_job_async(noop))
+                waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'job'::regclass"
+
+                async def lock_waiter() -> bool:
+                    return (await (await locker.execute(waiting)).fetchone()) != (0,)
+
+                for _ in range(2000):  # until the insert waits for the lock (20 s at most)
+                    if await lock_waiter():
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the insert never waited for the table lock")
+                stuck.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await stuck
+                for _ in range(2000):  # the server ends the waiting statement
+                    if not await lock_waiter():
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the cancelled insert still waits for the lock")
+            await q.add_job_async(noop)
+
+    try:
+        asyncio.run(scenario())
+        assert sql.execute("SELECT count(*) FROM job").fetchone() == (2,)
+    finally:
+        q.stop()
 
 
 def test_a_lost_connection_raises_operational_error(db_config: DatabaseConfiguration) -> None:
