@@ -232,10 +232,9 @@ class Store:
         return conn
 
     async def _release_cycle_connection(self) -> None:
-        """Back to the pool as the pool handed it out: session settings reset, our prepared
-        statements deallocated. If that fails (a statement of ours still in flight after a cancel, a
-        lost connection), it is closed instead: a pooled connection that still held our statements
-        would make the next cycle's prepare fail on it."""
+        """Back to the pool as the pool handed it out: session settings reset, the cycle's prepared
+        statements (and their generic plans) deallocated. A connection left mid-statement by a
+        cancel, or lost, is closed instead: its state is unknown."""
         cycle, self._cycle = self._cycle, None
         if cycle is None:
             return
