@@ -273,6 +273,30 @@ def test_notify_event_covers_the_contracts_other_cases(
     ]
 
 
+def test_payload_text_is_the_json_builders_for_any_rid_and_status(
+    make_queuer: QueuerFactory, database_url: str, sql: psycopg.Connection[Any]
+) -> None:
+    """notify_event() builds its payload without json_build_object (cheaper per row); whatever the
+    row holds, the text must still be the builder's to the byte: a NULL rid, and statuses another
+    writer might store (quotes, backslashes, control characters, non-ASCII, empty, NULL)."""
+    make_queuer()
+    statuses = ["QUEUED", 'a"b\\c', "tab\there\nline\x01", "ünïcødé €", "", "\u2028</script>", None]
+    with psycopg.connect(database_url, autocommit=True) as listen:
+        listen.execute("LISTEN job")
+        for status in statuses:
+            sql.execute("INSERT INTO job (rid, status) VALUES (NULL, %s)", (status,))
+        sql.execute("INSERT INTO job (status) VALUES ('QUEUED')")  # a rid from the default
+        got = [n.payload for n in listen.notifies(timeout=2, stop_after=len(statuses) + 1)]
+    expected = [
+        row[0]
+        for row in sql.execute(
+            "SELECT json_build_object('id', id, 'rid', rid, 'status', status)::text FROM job ORDER BY id"
+        ).fetchall()
+    ]
+    assert got == expected and len(got) == len(statuses) + 1
+    assert got[0].endswith('"rid" : null, "status" : "QUEUED"}') and '"status" : null}' in got[-2]
+
+
 def test_rows_written_by_python_carry_go_types(
     make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
 ) -> None:
