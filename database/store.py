@@ -30,7 +30,7 @@ from queuer.model.job import utc_or_none
 from queuer.model.jsoncodec import naive_utc
 
 from .config import DatabaseConfiguration
-from .direct import DirectConnection, DirectStatement, fetch_blocking
+from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared
 from .job_table import CLAIM_JSON_COLUMNS, JobTable, NewJob, cycle_params
 from .master_table import MasterTable
 from .pool import PoolType, connection_kwargs, make_pool
@@ -248,6 +248,7 @@ class Store:
                         ["RESET plan_cache_mode", "RESET enable_sort"] + [f"DEALLOCATE {n}" for n in prepared]
                     )
                 )
+                forget_prepared(conn, prepared)
             except psycopg.Error:
                 await conn.close()
         await self.pool.putconn(conn)  # a closed or broken one is discarded

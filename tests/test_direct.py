@@ -88,6 +88,34 @@ def test_rows_errors_and_reuse_of_a_connection(db_config: DatabaseConfiguration)
     asyncio.run(scenario())
 
 
+def test_first_use_on_a_connection_prepares_without_a_failed_attempt(
+    db_config: DatabaseConfiguration,
+) -> None:
+    """A statement is prepared before its first use on a connection, not after a failed execute
+    (which the server would log as an ERROR for every new pooled connection). Inside a transaction a
+    failed attempt would abort it, so the statement after it shows whether there was one."""
+    statement = DirectStatement("queuer_test_first", "SELECT %(n)s::int AS n")
+    with psycopg.connect(db_config.conninfo(), autocommit=True) as conn:
+        conn.execute("BEGIN")
+        assert fetch_blocking(conn, statement, {"n": 1}, prepare=True) == [{"n": 1}]
+        conn.execute("SELECT 1")  # InFailedSqlTransaction after any failed attempt
+        conn.execute("COMMIT")
+
+    async def scenario() -> None:
+        conn = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
+        try:
+            await conn.execute("BEGIN")
+            direct = DirectConnection(conn, prepare=True)
+            assert (await direct.fetch(statement, {"n": 2}))[0]["n"] == 2
+            direct.detach()
+            await conn.execute("SELECT 1")
+            await conn.execute("COMMIT")
+        finally:
+            await conn.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_statement_prepared_earlier_on_the_connection_is_used_as_it_is(
     db_config: DatabaseConfiguration,
 ) -> None:
