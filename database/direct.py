@@ -179,14 +179,14 @@ class DirectConnection:
 
     async def fetch(self, statement: DirectStatement, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Run ``statement`` (the connection idle, autocommit) and return its rows as dicts."""
-        prepared = _PREPARED.setdefault(self.conn, set()) if self._prepare else None
-        exchange = _exchange(self.conn.pgconn, statement, statement.values(params), prepared)
+        known = _PREPARED.setdefault(self.conn, set()) if self._prepare else None
+        exchange = _exchange(self.conn.pgconn, statement, statement.values(params), known)
         next(exchange)
         try:
             while True:
                 exchange.send(await self._result())
         except StopIteration as done:
-            result, prepared = done.value
+            result, prepared_now = done.value
         except asyncio.CancelledError:
             # As psycopg does: ask the server to cancel the statement, so that a cancelled call
             # changes nothing there unless it had already finished. The connection stays busy; its
@@ -194,7 +194,7 @@ class DirectConnection:
             with contextlib.suppress(psycopg.Error):
                 await self.conn.cancel_safe(timeout=5.0)
             raise
-        if prepared:
+        if prepared_now:
             self._prepared.add(statement.name)
         return _rows(result, self._transformer)
 
@@ -228,8 +228,8 @@ def fetch_blocking(
     (``add_job`` on the sync pool). Interrupted mid-statement, the connection is left busy and the
     pool closes it when it comes back."""
     pgconn = conn.pgconn
-    prepared = _PREPARED.setdefault(conn, set()) if prepare else None
-    exchange = _exchange(pgconn, statement, statement.values(params), prepared)
+    known = _PREPARED.setdefault(conn, set()) if prepare else None
+    exchange = _exchange(pgconn, statement, statement.values(params), known)
     next(exchange)
     try:
         while True:
