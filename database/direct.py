@@ -13,7 +13,7 @@ keeps one reader on the socket while the cycle holds the connection (no reader r
 removed for every wait); psycopg's own calls on that connection (its session settings) happen
 before it is attached and after it is detached. ``add_job`` runs its insert the same way on a
 pooled connection, on the loop (``DirectConnection``) or blocking (``fetch_blocking``): through
-psycopg's execute the call took a quarter more client CPU.
+psycopg's execute the call took 30 % more client CPU.
 
 Which of our statements each connection has prepared is remembered with the connection (a pooled
 one outlives whoever holds it): a statement is prepared before its first use there, and executed
