@@ -1,6 +1,10 @@
 """Enqueue rates: add_job from one thread, add_job_async from one asyncio task (the caller's own
 event loop, as in a FastAPI handler), add_jobs (binary COPY) for 20,000 and 100,000 jobs.
 
+Each round also times a reference: the server alone inserting 20,000 rows of the same shape into
+``job`` (``INSERT ... SELECT``: the same triggers and indexes, no client work), so that a COPY
+figure can be told apart from what the server could do at that moment.
+
     python benchmarks/enqueue.py [--repeat 5]
 
 Against QUEUER_BENCH_DSN (default: the local PostgreSQL). Every round gets a fresh database; the
@@ -16,6 +20,7 @@ import statistics
 import time
 from typing import Any
 
+import psycopg
 from common import cpu_probe_ms, machine, record, scratch_database
 
 from queuer import BatchJob, new_queuer_with_db
@@ -26,7 +31,7 @@ BATCH_SIZES = (20_000, 100_000)
 
 def one_round() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    with scratch_database() as (_, config):
+    with scratch_database() as (url, config):
         q = new_queuer_with_db("bench-producer", 1, None, config)
 
         def noop(i: int) -> None: ...
@@ -54,7 +59,21 @@ def one_round() -> dict[str, dict[str, Any]]:
             q.add_jobs(batch)
             out[f"add_jobs_copy_{size}"] = _rate(size, time.perf_counter() - began)
         q.stop()
+        out["reference_server_only_insert_20000"] = _rate(20_000, server_only_insert(url, 20_000))
     return out
+
+
+def server_only_insert(url: str, rows: int) -> float:
+    """Seconds the server takes to insert ``rows`` jobs shaped as add_jobs writes them."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        began = time.perf_counter()
+        conn.execute(
+            "INSERT INTO job (rid, options, task_name, parameters, parameters_keyed, status, schedule_count, "
+            "created_at, updated_at) SELECT gen_random_uuid(), '{}', 'noop', jsonb_build_array(i), '{}', "
+            "'QUEUED', 0, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' FROM generate_series(1, %s) AS i",
+            (rows,),
+        )
+        return time.perf_counter() - began
 
 
 def _rate(jobs: int, seconds: float) -> dict[str, Any]:
