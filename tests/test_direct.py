@@ -5,6 +5,7 @@ blocking runner, cancellation, and a pooled connection handed back and taken aga
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -24,6 +25,21 @@ from queuer.database.store import Store
 from queuer import DatabaseConfiguration, JobStatus, new_queuer_with_db
 
 from .conftest import QueuerFactory
+
+
+def on_connection(
+    db_config: DatabaseConfiguration, scenario: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+) -> None:
+    """Run ``scenario`` on a new autocommit async connection to the test database, then close it."""
+
+    async def run() -> None:
+        conn = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
+        try:
+            await scenario(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
 
 
 def test_placeholders_become_numbered_once_per_name() -> None:
@@ -62,30 +78,26 @@ def test_rows_errors_and_reuse_of_a_connection(db_config: DatabaseConfiguration)
     rid = uuid4()
     names = ['quote"d', "comma,d", "back\\slash", "{brace}", "sp ace", ""]
 
-    async def scenario() -> None:
-        conn = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
-        try:
-            direct = DirectConnection(conn, prepare=True)
-            params = {"n": 5, "rid": rid, "names": names, "divisor": 1}
-            rows = await direct.fetch(statement, params)
-            assert len(rows) == 1
-            row = rows[0]
-            assert row["n"] == 5 and row["rid"] == rid and isinstance(row["rid"], UUID)
-            assert isinstance(row["at"], datetime) and row["raw"] == b"\x01\x02"
-            assert row["nothing"] is None and row["names"] == names and row["quotient"] == 1
-            with pytest.raises(psycopg.errors.DivisionByZero):
-                await direct.fetch(statement, {**params, "divisor": 0})
-            assert (await direct.fetch(statement, params))[0]["n"] == 5  # still usable, still prepared
-            assert direct.detach() == ["queuer_test_direct"]
-            cur = await conn.execute("SELECT name FROM pg_prepared_statements")
-            assert await cur.fetchall() == [("queuer_test_direct",)]
-            unprepared = DirectConnection(conn, prepare=False)  # as behind a transaction pooler
-            assert (await unprepared.fetch(statement, params))[0]["quotient"] == 1
-            assert unprepared.detach() == []
-        finally:
-            await conn.close()
+    async def scenario(conn: psycopg.AsyncConnection[Any]) -> None:
+        direct = DirectConnection(conn, prepare=True)
+        params = {"n": 5, "rid": rid, "names": names, "divisor": 1}
+        rows = await direct.fetch(statement, params)
+        assert len(rows) == 1
+        row = rows[0]
+        assert row["n"] == 5 and row["rid"] == rid and isinstance(row["rid"], UUID)
+        assert isinstance(row["at"], datetime) and row["raw"] == b"\x01\x02"
+        assert row["nothing"] is None and row["names"] == names and row["quotient"] == 1
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await direct.fetch(statement, {**params, "divisor": 0})
+        assert (await direct.fetch(statement, params))[0]["n"] == 5  # still usable, still prepared
+        assert direct.detach() == ["queuer_test_direct"]
+        cur = await conn.execute("SELECT name FROM pg_prepared_statements")
+        assert await cur.fetchall() == [("queuer_test_direct",)]
+        unprepared = DirectConnection(conn, prepare=False)  # as behind a transaction pooler
+        assert (await unprepared.fetch(statement, params))[0]["quotient"] == 1
+        assert unprepared.detach() == []
 
-    asyncio.run(scenario())
+    on_connection(db_config, scenario)
 
 
 def test_first_use_on_a_connection_prepares_without_a_failed_attempt(
@@ -101,19 +113,15 @@ def test_first_use_on_a_connection_prepares_without_a_failed_attempt(
         conn.execute("SELECT 1")  # InFailedSqlTransaction after any failed attempt
         conn.execute("COMMIT")
 
-    async def scenario() -> None:
-        conn = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
-        try:
-            await conn.execute("BEGIN")
-            direct = DirectConnection(conn, prepare=True)
-            assert (await direct.fetch(statement, {"n": 2}))[0]["n"] == 2
-            direct.detach()
-            await conn.execute("SELECT 1")
-            await conn.execute("COMMIT")
-        finally:
-            await conn.close()
+    async def scenario(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute("BEGIN")
+        direct = DirectConnection(conn, prepare=True)
+        assert (await direct.fetch(statement, {"n": 2}))[0]["n"] == 2
+        direct.detach()
+        await conn.execute("SELECT 1")
+        await conn.execute("COMMIT")
 
-    asyncio.run(scenario())
+    on_connection(db_config, scenario)
 
 
 def test_a_statement_prepared_earlier_on_the_connection_is_used_as_it_is(
@@ -123,19 +131,15 @@ def test_a_statement_prepared_earlier_on_the_connection_is_used_as_it_is(
     them without preparing again (no "already exists" clash) and reports none as its own."""
     statement = DirectStatement("queuer_test_kept", "SELECT %(n)s::int + 1 AS m")
 
-    async def scenario() -> None:
-        conn = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
-        try:
-            first = DirectConnection(conn, prepare=True)
-            assert (await first.fetch(statement, {"n": 1}))[0]["m"] == 2
-            first.detach()  # not deallocated, as after an add_job_async
-            second = DirectConnection(conn, prepare=True)
-            assert (await second.fetch(statement, {"n": 2}))[0]["m"] == 3
-            assert second.detach() == []
-        finally:
-            await conn.close()
+    async def scenario(conn: psycopg.AsyncConnection[Any]) -> None:
+        first = DirectConnection(conn, prepare=True)
+        assert (await first.fetch(statement, {"n": 1}))[0]["m"] == 2
+        first.detach()  # not deallocated, as after an add_job_async
+        second = DirectConnection(conn, prepare=True)
+        assert (await second.fetch(statement, {"n": 2}))[0]["m"] == 3
+        assert second.detach() == []
 
-    asyncio.run(scenario())
+    on_connection(db_config, scenario)
 
 
 def test_the_blocking_runner(db_config: DatabaseConfiguration) -> None:
@@ -216,8 +220,7 @@ def test_a_lost_connection_raises_operational_error(db_config: DatabaseConfigura
     statement raises psycopg's OperationalError (what the worker cycle recovers from)."""
     statement = DirectStatement("queuer_test_lost", "SELECT pg_backend_pid() AS pid")
 
-    async def scenario() -> None:
-        conn = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
+    async def scenario(conn: psycopg.AsyncConnection[Any]) -> None:
         admin = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
         try:
             direct = DirectConnection(conn, prepare=True)
@@ -227,10 +230,9 @@ def test_a_lost_connection_raises_operational_error(db_config: DatabaseConfigura
                 await direct.fetch(statement, {})
             direct.detach()
         finally:
-            await conn.close()
             await admin.close()
 
-    asyncio.run(scenario())
+    on_connection(db_config, scenario)
 
 
 def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: DatabaseConfiguration) -> None:
