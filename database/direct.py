@@ -1,4 +1,5 @@
-"""The worker cycle's statement, run on libpq directly instead of through a psycopg cursor.
+"""The worker cycle's statement and add_job's insert, run on libpq directly instead of through a
+psycopg cursor.
 
 A busy worker runs one cycle statement every millisecond or two. Through ``AsyncConnection.execute``
 each cost about 90 µs of client CPU for a trivial query on this project's machine, and its fixed
@@ -17,9 +18,8 @@ psycopg's execute the call took 30 % more client CPU.
 
 Which of our statements each connection has prepared is remembered with the connection (a pooled
 one outlives whoever holds it): a statement is prepared before its first use there, and executed
-as it is afterwards. Executing first and preparing on the server's "does not exist" would save the
-bookkeeping, but the server logs every such failure as an ERROR; that path remains only as a safety
-net for a record that went stale.
+as it is afterwards. (Executing first and preparing on the server's "does not exist" would save the
+record, but the server logs every such failure as an ERROR.)
 """
 
 from __future__ import annotations
@@ -102,42 +102,35 @@ _PREPARED: weakref.WeakKeyDictionary[Connection[Any] | AsyncConnection[Any], set
 )
 
 
+def prepared_names(conn: Connection[Any] | AsyncConnection[Any]) -> list[str]:
+    """The names of our statements prepared on ``conn``."""
+    return sorted(name.decode() for name in _PREPARED.get(conn, ()))
+
+
 def forget_prepared(conn: Connection[Any] | AsyncConnection[Any], names: list[str]) -> None:
     """Record that ``names`` were deallocated on ``conn``."""
     _PREPARED.get(conn, set()).difference_update(name.encode() for name in names)
 
 
-Exchange = Generator[None, PGresult, tuple[PGresult, bool]]
+Exchange = Generator[None, PGresult, PGresult]
 
 
 def _exchange(
     pgconn: PGconn, statement: DirectStatement, values: list[bytes | None], prepared: set[bytes] | None
 ) -> Exchange:
     """Send ``statement`` and take its reply: a generator that yields after each message it sends and
-    is sent the last result of that message back (the driver waits, blocking or on the loop). It
-    returns the statement's result and whether it prepared the statement on this connection.
-    ``prepared``: the names prepared on the connection (updated here); None: unnamed statements
-    only (behind a transaction pooler)."""
+    is sent the last result of that message back (the driver waits, blocking or on the loop); it
+    returns the statement's result. ``prepared``: the names prepared on the connection (updated
+    here); None: unnamed statements only (behind a transaction pooler)."""
     if prepared is None:
         pgconn.send_query_params(statement.sql, values)
-        return (yield), False
-    prepared_now = statement.name not in prepared
-    if prepared_now:
+        return (yield)
+    if statement.name not in prepared:
         pgconn.send_prepare(statement.name, statement.sql)
         _check((yield), pq.ExecStatus.COMMAND_OK)
         prepared.add(statement.name)
     pgconn.send_query_prepared(statement.name, values)
-    result = yield
-    if (
-        result.status == pq.ExecStatus.FATAL_ERROR
-        and result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000"
-    ):
-        # Gone although recorded (deallocated behind our back): prepare it again, once.
-        pgconn.send_prepare(statement.name, statement.sql)
-        _check((yield), pq.ExecStatus.COMMAND_OK)
-        pgconn.send_query_prepared(statement.name, values)
-        return (yield), True
-    return result, prepared_now
+    return (yield)
 
 
 class DirectConnection:
@@ -156,17 +149,13 @@ class DirectConnection:
         self._loop = asyncio.get_running_loop()
         self._fd = conn.pgconn.socket
         self._transformer: abc.Transformer = Transformer(conn)
-        self._prepared: set[bytes] = set()
         self._waiter: asyncio.Future[None] | None = None
         self._lost: psycopg.OperationalError | None = None
         self._loop.add_reader(self._fd, self._readable)
 
-    def detach(self) -> list[str]:
-        """Stop reading the socket; the names of the statements this object prepared on the
-        connection (for a caller that deallocates them: see ``forget_prepared``)."""
+    def detach(self) -> None:
+        """Stop reading the socket (what is prepared on the connection: ``prepared_names``)."""
         self._loop.remove_reader(self._fd)
-        prepared, self._prepared = self._prepared, set()
-        return sorted(name.decode() for name in prepared)
 
     def _readable(self) -> None:
         try:
@@ -186,7 +175,7 @@ class DirectConnection:
             while True:
                 exchange.send(await self._result())
         except StopIteration as done:
-            result, prepared_now = done.value
+            result: PGresult = done.value
         except asyncio.CancelledError:
             # As psycopg does: ask the server to cancel the statement, so that a cancelled call
             # changes nothing there unless it had already finished. The connection stays busy; its
@@ -194,8 +183,6 @@ class DirectConnection:
             with contextlib.suppress(psycopg.Error):
                 await self.conn.cancel_safe(timeout=5.0)
             raise
-        if prepared_now:
-            self._prepared.add(statement.name)
         return _rows(result, self._transformer)
 
     async def _result(self) -> PGresult:
@@ -235,7 +222,7 @@ def fetch_blocking(
         while True:
             exchange.send(_result_blocking(pgconn))
     except StopIteration as done:
-        result, _ = done.value
+        result: PGresult = done.value
     except KeyboardInterrupt:  # as for a cancelled fetch above
         with contextlib.suppress(psycopg.Error):
             conn.cancel_safe(timeout=5.0)

@@ -30,7 +30,7 @@ from queuer.model.job import utc_or_none
 from queuer.model.jsoncodec import naive_utc
 
 from .config import DatabaseConfiguration
-from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared
+from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared, prepared_names
 from .job_table import CLAIM_JSON_COLUMNS, JobTable, NewJob, cycle_params
 from .master_table import MasterTable
 from .pool import PoolType, connection_kwargs, make_pool
@@ -232,13 +232,15 @@ class Store:
         return conn
 
     async def _release_cycle_connection(self) -> None:
-        """Back to the pool as the pool handed it out: session settings reset, the cycle's prepared
-        statements (and their generic plans) deallocated. A connection left mid-statement by a
-        cancel, or lost, is closed instead: its state is unknown."""
+        """Back to the pool as the pool handed it out: session settings reset, our prepared
+        statements (the cycle's generic plans among them) deallocated. A connection left
+        mid-statement by a cancel, or lost, is closed instead: its state is unknown."""
         cycle, self._cycle = self._cycle, None
         if cycle is None:
             return
-        prepared, conn = cycle.detach(), cycle.conn
+        cycle.detach()
+        conn = cycle.conn
+        prepared = prepared_names(conn)
         if conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:  # mid-statement, or lost
             await conn.close()
         elif not self.config.behind_pooler:

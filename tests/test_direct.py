@@ -18,6 +18,7 @@ from queuer.database.direct import (
     DirectStatement,
     encode_param,
     fetch_blocking,
+    prepared_names,
     to_positional,
 )
 from queuer.database.store import Store
@@ -90,12 +91,14 @@ def test_rows_errors_and_reuse_of_a_connection(db_config: DatabaseConfiguration)
         with pytest.raises(psycopg.errors.DivisionByZero):
             await direct.fetch(statement, {**params, "divisor": 0})
         assert (await direct.fetch(statement, params))[0]["n"] == 5  # still usable, still prepared
-        assert direct.detach() == ["queuer_test_direct"]
+        direct.detach()
+        assert prepared_names(conn) == ["queuer_test_direct"]
         cur = await conn.execute("SELECT name FROM pg_prepared_statements")
         assert await cur.fetchall() == [("queuer_test_direct",)]
         unprepared = DirectConnection(conn, prepare=False)  # as behind a transaction pooler
         assert (await unprepared.fetch(statement, params))[0]["quotient"] == 1
-        assert unprepared.detach() == []
+        unprepared.detach()
+        assert prepared_names(conn) == ["queuer_test_direct"]  # nothing more prepared
 
     on_connection(db_config, scenario)
 
@@ -128,7 +131,7 @@ def test_a_statement_prepared_earlier_on_the_connection_is_used_as_it_is(
     db_config: DatabaseConfiguration,
 ) -> None:
     """A pooled connection keeps the statements a previous holder prepared: the next holder runs
-    them without preparing again (no "already exists" clash) and reports none as its own."""
+    them without preparing again (no "already exists" clash)."""
     statement = DirectStatement("queuer_test_kept", "SELECT %(n)s::int + 1 AS m")
 
     async def scenario(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -136,8 +139,10 @@ def test_a_statement_prepared_earlier_on_the_connection_is_used_as_it_is(
         assert (await first.fetch(statement, {"n": 1}))[0]["m"] == 2
         first.detach()  # not deallocated, as after an add_job_async
         second = DirectConnection(conn, prepare=True)
-        assert (await second.fetch(statement, {"n": 2}))[0]["m"] == 3
-        assert second.detach() == []
+        assert (await second.fetch(statement, {"n": 2}))[0]["m"] == 3  # a second PREPARE would raise
+        second.detach()
+        cur = await conn.execute("SELECT name FROM pg_prepared_statements")
+        assert await cur.fetchall() == [("queuer_test_kept",)]
 
     on_connection(db_config, scenario)
 
