@@ -66,6 +66,37 @@ def tick_share_pct(before: tuple[int, int, int], after: tuple[int, int, int], fi
     return round(100 * (after[field] - before[field]) / max(1, after[0] - before[0]), 1)
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` so far, from ``/proc`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def backend_pids(conn: psycopg.Connection[Any]) -> list[int]:
+    """The server processes serving the other sessions of ``conn``'s database (the workers')."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def backends_cpu_seconds(pids: list[int]) -> float | None:
+    """CPU seconds of those server processes so far; None when the server is not on this machine
+    (or its processes are not ours to read). A backend gone meanwhile counts what it had used
+    at the last reading only, so read them before the workers stop."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            return None
+    return total
+
+
 def machine() -> dict[str, Any]:
     load1, load5, _ = os.getloadavg()
     return {

@@ -5,7 +5,10 @@
 Against QUEUER_BENCH_DSN (default: the local PostgreSQL). pgqueuer is installed into its own
 virtualenv (benchmarks/.venv-pgqueuer) on first use. Every workload gets a fresh database. Workers
 are separate processes, started and idle before the jobs are enqueued; a drain is timed from the
-enqueue's commit until the queue table is empty. Worker CPU is read from /proc (Linux). Latency is
+enqueue's commit until the queue table is empty. The CPU of the worker processes and of their
+server processes (when the server runs on this machine) and the machine's idle share are read from
+/proc (Linux): on two cores, how much of the machine one worker process already keeps busy bounds
+what a second one can add. Latency is
 from the enqueue's commit (the moment the enqueue call returns) to the task's first line, on the
 shared monotonic clock. Results go to benchmarks/results/ and are printed.
 """
@@ -26,7 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import cpu_probe_ms, cpu_ticks, machine, record, scratch_database, tick_share_pct
+from common import (
+    backend_pids,
+    backends_cpu_seconds,
+    cpu_probe_ms,
+    cpu_seconds,
+    cpu_ticks,
+    machine,
+    record,
+    scratch_database,
+    tick_share_pct,
+)
 
 from queuer import BatchJob, DatabaseConfiguration, new_queuer_with_db
 
@@ -34,7 +47,6 @@ HERE = Path(__file__).resolve().parent
 PGQ_VENV = HERE / ".venv-pgqueuer"
 PGQ_PYTHON = PGQ_VENV / "bin" / "python"
 CONCURRENCY = 10
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_pgqueuer() -> None:
@@ -42,11 +54,6 @@ def ensure_pgqueuer() -> None:
         return
     subprocess.run([sys.executable, "-m", "venv", str(PGQ_VENV)], check=True)
     subprocess.run([str(PGQ_PYTHON), "-m", "pip", "install", "-q", "pgqueuer==1.6.*", "asyncpg"], check=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 class Worker:
@@ -130,15 +137,18 @@ def drain(system: str, processes: int, n: int, python: str = sys.executable) -> 
     with scratch_database() as (url, config):
         prepare(system, url)
         workers = [Worker(system, url, python=python) for _ in range(processes)]
-        cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
-        ticks_before = cpu_ticks()
-        committed = enqueue(system, url, config, n)
         with psycopg.connect(url, autocommit=True) as conn:
+            backends = backend_pids(conn)  # the workers' sessions (the enqueue's comes and goes)
+            cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)  # idle until the commit
+            server_before = backends_cpu_seconds(backends)
+            committed = enqueue(system, url, config, n)
+            ticks_before = cpu_ticks()  # the machine's idle share: from the enqueue's return
             while pending(conn, system):
                 time.sleep(0.01)
-        done = time.monotonic()
-        ticks_after = cpu_ticks()
-        cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
+            done = time.monotonic()
+            ticks_after = cpu_ticks()
+            cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
+            server_after = backends_cpu_seconds(backends)
         ran = sum(len(w.stop()) for w in workers)
     seconds = done - committed
     return {
@@ -148,6 +158,13 @@ def drain(system: str, processes: int, n: int, python: str = sys.executable) -> 
         "seconds": round(seconds, 3),
         "jobs_per_s": round(n / seconds),
         "worker_cpu_s_per_1000_jobs": round(cpu / n * 1000, 3),
+        # The workers' server processes (None when the server is not on this machine).
+        "server_cpu_s_per_1000_jobs": (
+            round((server_after - server_before) / n * 1000, 3)
+            if server_before is not None and server_after is not None
+            else None
+        ),
+        "machine_idle_pct": tick_share_pct(ticks_before, ticks_after, 1),
         "machine_steal_pct": tick_share_pct(ticks_before, ticks_after, 2),
     }
 
@@ -193,9 +210,10 @@ def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per workload and figure, the median over the rounds."""
     out: dict[str, Any] = {}
     for workload in rounds[0]:
-        out[workload] = {
-            key: round(statistics.median(r[workload][key] for r in rounds), 3) for key in rounds[0][workload]
-        }
+        out[workload] = {}
+        for key in rounds[0][workload]:
+            values = [r[workload][key] for r in rounds if r[workload][key] is not None]
+            out[workload][key] = round(statistics.median(values), 3) if values else None
     return out
 
 

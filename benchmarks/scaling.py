@@ -12,9 +12,12 @@
 Each round runs the four in turn on fresh databases (workers started and idle before the jobs are
 enqueued, as in run.py); a drain is timed from the first enqueue's commit until every queue table
 is empty. Besides jobs/s it records, from the enqueue's return to the end of the drain: how idle
-the machine was (``/proc/stat``), worker CPU per job, and the WAL flushes of the whole server with their mean fdatasync time (from
-``pg_stat_wal``; the time needs ``track_wal_io_timing``, set per database when the benchmark's
-user may, else left out). Medians over the rounds, and each round's ratio to ``one``.
+the machine was (``/proc/stat``); CPU per job of the worker processes and of their server
+processes (when the server runs here: the same work costs more per job when four busy processes
+share two cores than when one worker and its backend each keep a core of their own); and the WAL
+flushes of the whole server with their mean fdatasync time (from ``pg_stat_wal``; the time needs
+``track_wal_io_timing``, set per database when the benchmark's user may, else left out). Medians
+over the rounds, and each round's ratio to ``one``.
 """
 
 from __future__ import annotations
@@ -28,8 +31,18 @@ from contextlib import ExitStack
 from typing import Any
 
 import psycopg
-from common import cpu_probe_ms, cpu_ticks, machine, record, scratch_database, tick_share_pct
-from run import Worker, cpu_seconds, enqueue_queuer, pending, prepare
+from common import (
+    backend_pids,
+    backends_cpu_seconds,
+    cpu_probe_ms,
+    cpu_seconds,
+    cpu_ticks,
+    machine,
+    record,
+    scratch_database,
+    tick_share_pct,
+)
+from run import Worker, enqueue_queuer, pending, prepare
 
 # Per set-up: the task of each worker process, and whether each process gets its own database.
 SETUPS: dict[str, tuple[list[str], bool]] = {
@@ -65,6 +78,8 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         ]
         commits: list[float] = []
         conns = [stack.enter_context(psycopg.connect(url, autocommit=True)) for url, _ in databases]
+        backends = [pid for c in conns for pid in backend_pids(c)]  # the workers' sessions
+        server_before = backends_cpu_seconds(backends)
         threads = [
             threading.Thread(target=lambda c=c, t=t: commits.append(enqueue_queuer(c, n // len(shares), t)))
             for c, t in shares
@@ -82,6 +97,7 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         done = time.monotonic()
         ticks_after = cpu_ticks()
         cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
+        server_after = backends_cpu_seconds(backends)
         ran = sum(len(w.stop()) for w in workers)
         time.sleep(0.5)  # the workers' backends have exited and reported their WAL statistics
         syncs_after = wal_flushes(conns[0])
@@ -95,6 +111,13 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         "machine_idle_pct": tick_share_pct(ticks_before, ticks_after, 1),
         "machine_steal_pct": tick_share_pct(ticks_before, ticks_after, 2),
         "worker_cpu_us_per_job": round(cpu / n * 1e6, 1),
+        # Their server processes, from before the enqueue (idle until its commit); None when the
+        # server is not on this machine.
+        "server_cpu_us_per_job": (
+            round((server_after - server_before) / n * 1e6, 1)
+            if server_before is not None and server_after is not None
+            else None
+        ),
         "wal_flushes_per_1000_jobs": round(syncs / n * 1000, 1),
         "wal_flush_ms": round(spent / syncs, 3) if syncs and spent else None,
     }
