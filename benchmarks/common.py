@@ -97,6 +97,14 @@ def backends_cpu_seconds(pids: list[int]) -> float | None:
     return total
 
 
+def cpu_per_job(before: float | None, after: float | None, jobs: int, unit: float) -> float | None:
+    """CPU spent between two readings of ``backends_cpu_seconds``, per job, in ``unit`` seconds
+    (1e-6: us per job; 1e-3: seconds per 1,000 jobs); None when either reading was not possible."""
+    if before is None or after is None:
+        return None
+    return round((after - before) / jobs / unit, 3)
+
+
 def machine() -> dict[str, Any]:
     load1, load5, _ = os.getloadavg()
     return {

@@ -32,6 +32,7 @@ import psycopg
 from common import (
     backend_pids,
     backends_cpu_seconds,
+    cpu_per_job,
     cpu_probe_ms,
     cpu_seconds,
     cpu_ticks,
@@ -159,11 +160,7 @@ def drain(system: str, processes: int, n: int, python: str = sys.executable) -> 
         "jobs_per_s": round(n / seconds),
         "worker_cpu_s_per_1000_jobs": round(cpu / n * 1000, 3),
         # The workers' server processes (None when the server is not on this machine).
-        "server_cpu_s_per_1000_jobs": (
-            round((server_after - server_before) / n * 1000, 3)
-            if server_before is not None and server_after is not None
-            else None
-        ),
+        "server_cpu_s_per_1000_jobs": cpu_per_job(server_before, server_after, n, 1e-3),
         "machine_idle_pct": tick_share_pct(ticks_before, ticks_after, 1),
         "machine_steal_pct": tick_share_pct(ticks_before, ticks_after, 2),
     }

@@ -34,6 +34,7 @@ import psycopg
 from common import (
     backend_pids,
     backends_cpu_seconds,
+    cpu_per_job,
     cpu_probe_ms,
     cpu_seconds,
     cpu_ticks,
@@ -113,11 +114,7 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         "worker_cpu_us_per_job": round(cpu / n * 1e6, 1),
         # Their server processes, from before the enqueue (idle until its commit); None when the
         # server is not on this machine.
-        "server_cpu_us_per_job": (
-            round((server_after - server_before) / n * 1e6, 1)
-            if server_before is not None and server_after is not None
-            else None
-        ),
+        "server_cpu_us_per_job": cpu_per_job(server_before, server_after, n, 1e-6),
         "wal_flushes_per_1000_jobs": round(syncs / n * 1000, 1),
         "wal_flush_ms": round(spent / syncs, 3) if syncs and spent else None,
     }
