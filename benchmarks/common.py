@@ -97,9 +97,27 @@ def backends_cpu_seconds(pids: list[int]) -> float | None:
     return total
 
 
-def cpu_per_job(before: float | None, after: float | None, jobs: int, unit: float) -> float | None:
-    """CPU spent between two readings of ``backends_cpu_seconds``, per job, in ``unit`` seconds
-    (1e-6: us per job; 1e-3: seconds per 1,000 jobs); None when either reading was not possible."""
+def run_queue_seconds(pids: list[int]) -> float | None:
+    """Seconds the threads of these processes have spent so far runnable but waiting for a CPU
+    (the second field of ``/proc/<pid>/task/<tid>/schedstat``, kept by the kernel to the
+    nanosecond); None when one is not readable (a server on another machine). A worker cycle is a
+    chain of hand-overs (worker, its backend, the WAL flush, the worker again): with one worker
+    process on two cores each hand-over finds a free CPU, with two the four processes of the two
+    chains wait for each other's CPUs, and this is where that time shows."""
+    total = 0
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            return None
+    return total / 1e9
+
+
+def per_job(before: float | None, after: float | None, jobs: int, unit: float) -> float | None:
+    """The seconds between two readings of ``backends_cpu_seconds`` or ``run_queue_seconds``, per
+    job, in ``unit`` seconds (1e-6: us per job; 1e-3: seconds per 1,000 jobs); None when either
+    reading was not possible."""
     if before is None or after is None:
         return None
     return round((after - before) / jobs / unit, 3)

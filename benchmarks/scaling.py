@@ -8,13 +8,16 @@
   table, indexes and hot pages, but no row wanted by both.
 - ``separate``: two processes, each with its own database: only the server is shared (CPU, WAL,
   and PostgreSQL's notify lock, which every notifying commit holds through its WAL flush).
+- ``silent``: ``shared`` with the two notify triggers dropped once the workers have started: what
+  the notifications cost two processes (that lock, and each listener hearing the other worker's
+  jobs). Not a set-up queuer supports: Go workers need the triggers (POLYGLOT.md §2).
 
-Each round runs the four in turn on fresh databases (workers started and idle before the jobs are
+Each round runs the five in turn on fresh databases (workers started and idle before the jobs are
 enqueued, as in run.py); a drain is timed from the first enqueue's commit until every queue table
 is empty. Besides jobs/s it records, from the enqueue's return to the end of the drain: how idle
 the machine was (``/proc/stat``); CPU per job of the worker processes and of their server
-processes (when the server runs here: the same work costs more per job when four busy processes
-share two cores than when one worker and its backend each keep a core of their own); and the WAL
+processes (when the server runs here), and the time they spent ready to run but waiting for a CPU
+(``common.run_queue_seconds``: where the two-process set-ups lose on two cores); and the WAL
 flushes of the whole server with their mean fdatasync time (from ``pg_stat_wal``; the time needs
 ``track_wal_io_timing``, set per database when the benchmark's user may, else left out). Medians
 over the rounds, and each round's ratio to ``one``.
@@ -34,23 +37,26 @@ import psycopg
 from common import (
     backend_pids,
     backends_cpu_seconds,
-    cpu_per_job,
     cpu_probe_ms,
     cpu_seconds,
     cpu_ticks,
     machine,
+    per_job,
     record,
+    run_queue_seconds,
     scratch_database,
     tick_share_pct,
 )
 from run import Worker, enqueue_queuer, pending, prepare
 
-# Per set-up: the task of each worker process, and whether each process gets its own database.
-SETUPS: dict[str, tuple[list[str], bool]] = {
-    "one": (["a"], False),
-    "shared": (["a", "a"], False),
-    "split": (["a", "b"], False),
-    "separate": (["a", "a"], True),
+# Per set-up: the task of each worker process, whether each process gets its own database, and
+# whether the notify triggers stay.
+SETUPS: dict[str, tuple[list[str], bool, bool]] = {
+    "one": (["a"], False, True),
+    "shared": (["a", "a"], False, True),
+    "split": (["a", "b"], False, True),
+    "separate": (["a", "a"], True, True),
+    "silent": (["a", "a"], False, False),
 }
 
 
@@ -62,7 +68,7 @@ def wal_flushes(conn: psycopg.Connection[Any]) -> tuple[int, float]:
 
 
 def drain(setup: str, n: int) -> dict[str, Any]:
-    tasks, own_database = SETUPS[setup]
+    tasks, own_database, notify = SETUPS[setup]
     with ExitStack() as stack:
         databases = [stack.enter_context(scratch_database()) for _ in (tasks if own_database else [0])]
         for url, _ in databases:
@@ -79,8 +85,15 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         ]
         commits: list[float] = []
         conns = [stack.enter_context(psycopg.connect(url, autocommit=True)) for url, _ in databases]
+        if not notify:  # after the workers' start: their schema check would create them again
+            for c in conns:
+                c.execute(
+                    "DROP TRIGGER job_notify_event ON job; DROP TRIGGER job_archive_notify_event ON job_archive"
+                )
         backends = [pid for c in conns for pid in backend_pids(c)]  # the workers' sessions
         server_before = backends_cpu_seconds(backends)
+        chains = backends + [w.proc.pid for w in workers]
+        waited_before = run_queue_seconds(chains)
         threads = [
             threading.Thread(target=lambda c=c, t=t: commits.append(enqueue_queuer(c, n // len(shares), t)))
             for c, t in shares
@@ -99,6 +112,7 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         ticks_after = cpu_ticks()
         cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
         server_after = backends_cpu_seconds(backends)
+        waited_after = run_queue_seconds(chains)
         ran = sum(len(w.stop()) for w in workers)
         time.sleep(0.5)  # the workers' backends have exited and reported their WAL statistics
         syncs_after = wal_flushes(conns[0])
@@ -114,7 +128,8 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         "worker_cpu_us_per_job": round(cpu / n * 1e6, 1),
         # Their server processes, from before the enqueue (idle until its commit); None when the
         # server is not on this machine.
-        "server_cpu_us_per_job": cpu_per_job(server_before, server_after, n, 1e-6),
+        "server_cpu_us_per_job": per_job(server_before, server_after, n, 1e-6),
+        "run_queue_wait_us_per_job": per_job(waited_before, waited_after, n, 1e-6),
         "wal_flushes_per_1000_jobs": round(syncs / n * 1000, 1),
         "wal_flush_ms": round(spent / syncs, 3) if syncs and spent else None,
     }
