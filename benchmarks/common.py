@@ -102,8 +102,8 @@ def run_queue_seconds(pids: list[int]) -> float | None:
     (the second field of ``/proc/<pid>/task/<tid>/schedstat``, kept by the kernel to the
     nanosecond); None when one is not readable (a server on another machine). A worker cycle is a
     chain of hand-overs (worker, its backend, the WAL flush, the worker again): with one worker
-    process on two cores each hand-over finds a free CPU, with two the four processes of the two
-    chains wait for each other's CPUs, and this is where that time shows."""
+    process on two cores a hand-over nearly always finds a free CPU; with two, the four processes
+    of the two chains wait for each other's CPUs, and this is where that time shows."""
     total = 0
     for pid in pids:
         try:
