@@ -7,10 +7,10 @@ import os
 import platform
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -84,43 +84,71 @@ def backend_pids(conn: psycopg.Connection[Any]) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def backends_cpu_seconds(pids: list[int]) -> float | None:
-    """CPU seconds of those server processes so far; None when the server is not on this machine
-    (or its processes are not ours to read). A backend gone meanwhile counts what it had used
-    at the last reading only, so read them before the workers stop."""
-    total = 0.0
-    for pid in pids:
-        try:
-            total += cpu_seconds(pid)
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            return None
-    return total
-
-
-def run_queue_seconds(pids: list[int]) -> float | None:
-    """Seconds the threads of these processes have spent so far runnable but waiting for a CPU
-    (the second field of ``/proc/<pid>/task/<tid>/schedstat``, kept by the kernel to the
-    nanosecond); None when one is not readable (a server on another machine). A worker cycle is a
-    chain of hand-overs (worker, its backend, the WAL flush, the worker again): with one worker
-    process on two cores a hand-over nearly always finds a free CPU; with two, the four processes
-    of the two chains wait for each other's CPUs, and this is where that time shows."""
-    total = 0
-    for pid in pids:
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            return None
-    return total / 1e9
-
-
-def per_job(before: float | None, after: float | None, jobs: int, unit: float) -> float | None:
-    """The seconds between two readings of ``backends_cpu_seconds`` or ``run_queue_seconds``, per
-    job, in ``unit`` seconds (1e-6: us per job; 1e-3: seconds per 1,000 jobs); None when either
-    reading was not possible."""
-    if before is None or after is None:
+def _total(pids: list[int], read: Callable[[int], float]) -> float | None:
+    """``read`` summed over processes; None when one is not readable (a server on another
+    machine, or processes not ours to read)."""
+    try:
+        return sum(read(pid) for pid in pids)
+    except (FileNotFoundError, PermissionError, ProcessLookupError):
         return None
-    return round((after - before) / jobs / unit, 3)
+
+
+def _waited_seconds(pid: int) -> float:
+    """Seconds the threads of process ``pid`` have spent so far runnable but waiting for a CPU
+    (the second field of ``/proc/<pid>/task/<tid>/schedstat``, kept by the kernel to the
+    nanosecond)."""
+    return (
+        sum(
+            int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+            for tid in os.listdir(f"/proc/{pid}/task")
+        )
+        / 1e9
+    )
+
+
+class Spent(NamedTuple):
+    """Seconds a drain's processes spent, in all; None where the server's could not be read."""
+
+    worker_cpu: float
+    server_cpu: float | None
+    waited: float | None  # workers and their server processes, runnable but without a CPU
+
+
+class DrainUsage:
+    """What the worker processes of a drain and their server processes use, from a reading at
+    construction to ``spent()``: CPU of each side (``/proc/<pid>/stat``), and the time all of them
+    were ready to run but waited for a CPU. A worker cycle is a chain of hand-overs (worker, its
+    backend, the WAL flush, the worker again): with one worker process on two cores a hand-over
+    nearly always finds a free CPU; with two, the four processes of the two chains wait for each
+    other's CPUs, and the wait is where that shows. Read ``spent()`` before the workers stop: a
+    backend gone meanwhile makes the server's figures None."""
+
+    def __init__(self, workers: list[int], backends: list[int]) -> None:
+        self._workers = workers
+        self._backends = backends
+        self._before = self._read()
+
+    def _read(self) -> tuple[float, float | None, float | None]:
+        return (
+            sum(cpu_seconds(pid) for pid in self._workers),
+            _total(self._backends, cpu_seconds),
+            _total(self._workers + self._backends, _waited_seconds),
+        )
+
+    def spent(self) -> Spent:
+        worker, server, waited = self._read()
+        before_worker, before_server, before_waited = self._before
+        return Spent(
+            worker - before_worker,
+            None if server is None or before_server is None else server - before_server,
+            None if waited is None or before_waited is None else waited - before_waited,
+        )
+
+
+def per_job(seconds: float | None, jobs: int, unit: float) -> float | None:
+    """``seconds`` per job in ``unit`` seconds (1e-6: us per job; 1e-3: seconds per 1,000 jobs);
+    None stays None."""
+    return None if seconds is None else round(seconds / jobs / unit, 3)
 
 
 def machine() -> dict[str, Any]:

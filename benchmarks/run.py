@@ -30,15 +30,13 @@ from typing import Any
 
 import psycopg
 from common import (
+    DrainUsage,
     backend_pids,
-    backends_cpu_seconds,
     cpu_probe_ms,
-    cpu_seconds,
     cpu_ticks,
     machine,
     per_job,
     record,
-    run_queue_seconds,
     scratch_database,
     tick_share_pct,
 )
@@ -140,20 +138,15 @@ def drain(system: str, processes: int, n: int, python: str = sys.executable) -> 
         prepare(system, url)
         workers = [Worker(system, url, python=python) for _ in range(processes)]
         with psycopg.connect(url, autocommit=True) as conn:
-            backends = backend_pids(conn)  # the workers' sessions (the enqueue's comes and goes)
-            cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)  # idle until the commit
-            server_before = backends_cpu_seconds(backends)
-            chains = backends + [w.proc.pid for w in workers]
-            waited_before = run_queue_seconds(chains)
+            # The workers' sessions (the enqueue's comes and goes); all idle until the commit.
+            usage = DrainUsage([w.proc.pid for w in workers], backend_pids(conn))
             committed = enqueue(system, url, config, n)
             ticks_before = cpu_ticks()  # the machine's idle share: from the enqueue's return
             while pending(conn, system):
                 time.sleep(0.01)
             done = time.monotonic()
             ticks_after = cpu_ticks()
-            cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
-            server_after = backends_cpu_seconds(backends)
-            waited_after = run_queue_seconds(chains)
+            spent = usage.spent()
         ran = sum(len(w.stop()) for w in workers)
     seconds = done - committed
     return {
@@ -162,11 +155,11 @@ def drain(system: str, processes: int, n: int, python: str = sys.executable) -> 
         "ran": ran,
         "seconds": round(seconds, 3),
         "jobs_per_s": round(n / seconds),
-        "worker_cpu_s_per_1000_jobs": round(cpu / n * 1000, 3),
+        "worker_cpu_s_per_1000_jobs": per_job(spent.worker_cpu, n, 1e-3),
         # The workers' server processes (None when the server is not on this machine).
-        "server_cpu_s_per_1000_jobs": per_job(server_before, server_after, n, 1e-3),
+        "server_cpu_s_per_1000_jobs": per_job(spent.server_cpu, n, 1e-3),
         # Time the workers and their server processes were ready to run but had no CPU.
-        "run_queue_wait_us_per_job": per_job(waited_before, waited_after, n, 1e-6),
+        "run_queue_wait_us_per_job": per_job(spent.waited, n, 1e-6),
         "machine_idle_pct": tick_share_pct(ticks_before, ticks_after, 1),
         "machine_steal_pct": tick_share_pct(ticks_before, ticks_after, 2),
     }

@@ -17,7 +17,7 @@ enqueued, as in run.py); a drain is timed from the first enqueue's commit until 
 is empty. Besides jobs/s it records, from the enqueue's return to the end of the drain: how idle
 the machine was (``/proc/stat``); CPU per job of the worker processes and of their server
 processes (when the server runs here), and the time they spent ready to run but waiting for a CPU
-(``common.run_queue_seconds``: where the two-process set-ups lose on two cores); and the WAL
+(``common.DrainUsage``: where the two-process set-ups lose on two cores); and the WAL
 flushes of the whole server with their mean fdatasync time (from ``pg_stat_wal``; the time needs
 ``track_wal_io_timing``, set per database when the benchmark's user may, else left out). Medians
 over the rounds, and each round's ratio to ``one``.
@@ -35,15 +35,13 @@ from typing import Any
 
 import psycopg
 from common import (
+    DrainUsage,
     backend_pids,
-    backends_cpu_seconds,
     cpu_probe_ms,
-    cpu_seconds,
     cpu_ticks,
     machine,
     per_job,
     record,
-    run_queue_seconds,
     scratch_database,
     tick_share_pct,
 )
@@ -90,10 +88,8 @@ def drain(setup: str, n: int) -> dict[str, Any]:
                 c.execute(
                     "DROP TRIGGER job_notify_event ON job; DROP TRIGGER job_archive_notify_event ON job_archive"
                 )
-        backends = [pid for c in conns for pid in backend_pids(c)]  # the workers' sessions
-        server_before = backends_cpu_seconds(backends)
-        chains = backends + [w.proc.pid for w in workers]
-        waited_before = run_queue_seconds(chains)
+        # The workers and their sessions, idle until the first commit.
+        usage = DrainUsage([w.proc.pid for w in workers], [pid for c in conns for pid in backend_pids(c)])
         threads = [
             threading.Thread(target=lambda c=c, t=t: commits.append(enqueue_queuer(c, n // len(shares), t)))
             for c, t in shares
@@ -105,33 +101,29 @@ def drain(setup: str, n: int) -> dict[str, Any]:
         # The figures below cover the drain from here (the COPY's own work is left out).
         syncs_before = wal_flushes(conns[0])
         ticks_before = cpu_ticks()
-        cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
         while any(pending(c, "queuer") for c in conns):
             time.sleep(0.01)
         done = time.monotonic()
         ticks_after = cpu_ticks()
-        cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
-        server_after = backends_cpu_seconds(backends)
-        waited_after = run_queue_seconds(chains)
+        used = usage.spent()
         ran = sum(len(w.stop()) for w in workers)
         time.sleep(0.5)  # the workers' backends have exited and reported their WAL statistics
         syncs_after = wal_flushes(conns[0])
     seconds = done - min(commits)
     syncs = syncs_after[0] - syncs_before[0]
-    spent = syncs_after[1] - syncs_before[1]
+    flushing_ms = syncs_after[1] - syncs_before[1]
     return {
         "jobs": n,
         "ran": ran,
         "jobs_per_s": round(n / seconds),
         "machine_idle_pct": tick_share_pct(ticks_before, ticks_after, 1),
         "machine_steal_pct": tick_share_pct(ticks_before, ticks_after, 2),
-        "worker_cpu_us_per_job": round(cpu / n * 1e6, 1),
-        # Their server processes, from before the enqueue (idle until its commit); None when the
-        # server is not on this machine.
-        "server_cpu_us_per_job": per_job(server_before, server_after, n, 1e-6),
-        "run_queue_wait_us_per_job": per_job(waited_before, waited_after, n, 1e-6),
+        "worker_cpu_us_per_job": per_job(used.worker_cpu, n, 1e-6),
+        # Their server processes (None when the server is not on this machine).
+        "server_cpu_us_per_job": per_job(used.server_cpu, n, 1e-6),
+        "run_queue_wait_us_per_job": per_job(used.waited, n, 1e-6),
         "wal_flushes_per_1000_jobs": round(syncs / n * 1000, 1),
-        "wal_flush_ms": round(spent / syncs, 3) if syncs and spent else None,
+        "wal_flush_ms": round(flushing_ms / syncs, 3) if syncs and flushing_ms else None,
     }
 
 
