@@ -21,7 +21,7 @@ from queuer.database.direct import (
     prepared_names,
     to_positional,
 )
-from queuer.database.store import Store
+from queuer.database.store import CYCLE_SETTINGS, Store
 
 from queuer import DatabaseConfiguration, JobStatus, new_queuer_with_db
 
@@ -258,9 +258,11 @@ def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: Data
             async with store.pool.connection() as conn:
                 cur = await conn.execute(
                     "SELECT (SELECT count(*) FROM pg_prepared_statements) AS prepared, "
-                    "current_setting('plan_cache_mode') AS mode"
+                    "current_setting('plan_cache_mode') AS mode, (SELECT array_agg(name ORDER BY name) "
+                    "FROM pg_settings WHERE setting <> reset_val AND name = ANY(%s)) AS changed",
+                    ([name for name, _ in CYCLE_SETTINGS],),
                 )
-                assert await cur.fetchone() == {"prepared": 0, "mode": "auto"}
+                assert await cur.fetchone() == {"prepared": 0, "mode": "auto", "changed": None}
             assert await store.cycle(worker_id, uuid4(), [], [], [], 1, ["t"], []) == []
             assert store._cycle is not None
             taken = store._cycle.conn
@@ -284,6 +286,66 @@ def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: Data
             assert store._cycle is not None and store._cycle.conn is not taken
         finally:
             await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_cycle_never_scans_the_queue_whole(db_config: DatabaseConfiguration) -> None:
+    """The cycle's generic plan is made at a worker's first cycle, often on an empty table, and kept
+    until the table is next analyzed. Made like that, it used to find the finished rows by reading
+    ``job`` from end to end: every cycle on the queue that filled up afterwards read all of it. Here
+    the queue fills with 3,000 jobs that nobody analyzes, and cycles claim and finish 200 of them:
+    not one of them may scan ``job`` sequentially (PostgreSQL's own count for the table, which a
+    backend adds its share to before it leaves ``pg_stat_activity``)."""
+
+    async def scenario() -> None:
+        other = await psycopg.AsyncConnection.connect(db_config.conninfo(), autocommit=True)
+
+        async def scalar(query: str, *params: Any) -> int:
+            row = await (await other.execute(query, params)).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        async def only_backends(pids: set[int]) -> None:
+            """Until every other session of this database is gone (its counts are in)."""
+            others = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_type = 'client backend' AND NOT pid = ANY(%s)"
+            )
+            for _ in range(3000):  # 30 s at most
+                if await scalar(others, list(pids)) == 0:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("a session did not end")
+
+        async with other:
+            await install_schema(db_config)
+            store = Store(db_config, pool_size=1)
+            await store.open()
+            try:
+                # Before the plan is made: changing the table's options would invalidate it.
+                await other.execute("ALTER TABLE job SET (autovacuum_enabled = false)")
+                worker = await store.insert_worker("w", None, 10, ["t"], [])
+                assert await store.cycle(worker.id, worker.rid, [], [], [], 10, ["t"], []) == []  # plan made
+                assert store._cycle is not None
+                cycle_pid = store._cycle.conn.pgconn.backend_pid
+                await only_backends({other.pgconn.backend_pid, cycle_pid})  # the installer's is in
+                await other.execute(
+                    "INSERT INTO job (rid, task_name, status, created_at, updated_at) SELECT gen_random_uuid(), "
+                    "'t', 'QUEUED', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' FROM generate_series(1, 3000)"
+                )
+                scans = "SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'job'::regclass"
+                before = await scalar(scans)
+                claimed = await store.cycle(worker.id, worker.rid, [], [], [], 10, ["t"], [])
+                for _ in range(20):
+                    finished = [(j.id, j.attempts, "SUCCEEDED", "[]", b"", "") for j in claimed]
+                    claimed = await store.cycle(worker.id, worker.rid, finished, [], [], 10, ["t"], [])
+                    assert len(claimed) == 10
+            finally:
+                await store.close()
+            await only_backends({other.pgconn.backend_pid})  # the cycle's session has ended
+            assert await scalar("SELECT count(*) FROM job_archive") == 200
+            assert await scalar(scans) == before
 
     asyncio.run(scenario())
 
