@@ -78,9 +78,13 @@ class DatabaseConfiguration:
         if parsed.scheme not in {"postgres", "postgresql"}:
             raise ConfigurationError("QUEUER_DB_URL must start with postgresql://")
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        try:
+            port = parsed.port or int(query.get("port", 5432))
+        except ValueError as exc:
+            raise ConfigurationError(f"the database URL's port is not a port number: {exc}") from exc
         values: dict[str, Any] = {
-            "host": query.get("host") or parsed.hostname or "127.0.0.1",
-            "port": parsed.port or int(query.get("port", 5432)),
+            "host": query.get("host") or _url_host(parsed.netloc) or "127.0.0.1",
+            "port": port,
             "database": unquote(parsed.path.lstrip("/")) or "postgres",
             "username": unquote(parsed.username or "") or "postgres",
             "password": unquote(parsed.password or ""),
@@ -135,6 +139,16 @@ class DatabaseConfiguration:
             sslmode=get("SSLMODE") or "require",
             **flags,
         )
+
+
+def _url_host(netloc: str) -> str:
+    """The host of a URL's authority part, percent-decoded and as written: libpq accepts a Unix
+    socket directory there (``postgresql://%2Fvar%2Frun%2Fpostgresql/db``), which ``urlparse``'s
+    ``hostname`` would leave encoded and lower-case."""
+    host_port = netloc.rpartition("@")[2]
+    if host_port.startswith("["):  # an IPv6 address
+        return host_port[1:].partition("]")[0]
+    return unquote(host_port.partition(":")[0])
 
 
 def env_is_configured(env: Mapping[str, str] | None = None) -> bool:
