@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -38,9 +39,9 @@ def test_the_server_is_reached_with_its_host_in_the_authority_part(server_dsn: s
     libpq's documentation puts it, percent-encoded, reaches the server."""
     params: dict[str, Any] = psycopg.conninfo.conninfo_to_dict(server_dsn)
     host = str(params.get("host") or "127.0.0.1")
-    authority = host.replace("/", "%2F") if host.startswith("/") else host
-    password = f":{params['password']}" if params.get("password") else ""
-    url = f"postgresql://{params.get('user') or 'postgres'}{password}@{authority}:{params.get('port') or 5432}/postgres"
+    user = quote(str(params.get("user") or "postgres"), safe="")
+    password = f":{quote(str(params['password']), safe='')}" if params.get("password") else ""
+    url = f"postgresql://{user}{password}@{quote(host, safe='')}:{params.get('port') or 5432}/postgres"
     config = DatabaseConfiguration.from_url(url, sslmode="disable")
     assert config.host == host
     with psycopg.connect(config.conninfo()) as conn:
