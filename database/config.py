@@ -59,6 +59,10 @@ class DatabaseConfiguration:
             sslmode=self.sslmode,
         )
 
+    def connection_string(self) -> str:
+        """The same libpq connection string (queuerPy's name for ``conninfo``)."""
+        return self.conninfo()
+
     def connect_kwargs(self) -> dict[str, Any]:
         """Session settings of every connection: application name, search_path, UTC (§1.9, §7).
 
@@ -136,7 +140,7 @@ class DatabaseConfiguration:
             database=get("DATABASE") or "",
             username=get("USERNAME") or "",
             password=get("PASSWORD") or "",
-            sslmode=get("SSLMODE") or "require",
+            sslmode=get("SSLMODE") or "prefer",
             **flags,
         )
 

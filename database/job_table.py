@@ -149,6 +149,14 @@ LIMIT %(entries)s
 """
 
 _SELECT_ONE = f"SELECT {_COLS} FROM {{table}} WHERE rid = %s LIMIT 1"
+# A rid wherever it is: a job moves from job to job_archive in one statement, so reading both in
+# one snapshot finds it exactly once.
+_SELECT_ANYWHERE = f"""
+(SELECT {_COLS} FROM {{job}} WHERE rid = %(rid)s LIMIT 1)
+UNION ALL
+(SELECT {_COLS} FROM {{job_archive}} WHERE rid = %(rid)s LIMIT 1)
+LIMIT 1
+"""
 
 # Newest first; the cursor is the (created_at, id) of the row with id last_id, so rows that share a
 # created_at (every batch) are neither skipped nor repeated (fixes §8 item 15).
@@ -224,6 +232,7 @@ class JobTable:
         )
         self.select_job = compose(_SELECT_ONE, table=names["job"])
         self.select_ended = compose(_SELECT_ONE, table=names["job_archive"])
+        self.select_anywhere = compose(_SELECT_ANYWHERE)
         self.ended_rids = compose("SELECT rid, status FROM {job_archive} WHERE rid = ANY(%s)")
         self.page_jobs = compose(_SELECT_PAGE, table=names["job"], filter=sql.SQL("TRUE"))
         self.page_ended = compose(_SELECT_PAGE, table=names["job_archive"], filter=sql.SQL("TRUE"))

@@ -9,14 +9,25 @@ from queuer.model import JOB_COLUMNS
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 _COLS = ", ".join(JOB_COLUMNS)
 
+# A worker is dead when it has not heartbeaten within its threshold: a started Python worker's
+# own (queuer_py_worker), or the given one (at least Go's 2 minutes) for every other worker.
+_STALE_AFTER = "COALESCE((SELECT p.stale_after FROM {heartbeats} AS p WHERE p.worker_id = w.id), %(threshold)s::interval)"
+
 # Acquire or renew: granted when row 1 can be locked without waiting and it names us, nobody, or a
-# holder that has not renewed within the lock timeout. Returns the previous holder and settings;
-# no row means the lock is held by someone else.
+# holder that has not renewed within the lock timeout (Go's rule), or a holder that is no longer
+# alive: its worker row gone, STOPPED, or a Python worker past its heartbeat threshold (so a
+# crashed Python master is replaced within seconds, not minutes; a Go master's row is never
+# judged by this). Returns the previous holder and settings; no row: someone else holds it.
 _ACQUIRE = f"""
 WITH old AS (
-    SELECT worker_id, worker_rid, settings FROM {{master}}
+    SELECT worker_id, worker_rid, settings FROM {{master}} AS m
     WHERE id = 1 AND (worker_id = %(worker_id)s OR worker_id = 0
-                      OR updated_at < {NOW_UTC} - %(lock_timeout)s::interval)
+                      OR updated_at < {NOW_UTC} - %(lock_timeout)s::interval
+                      OR NOT EXISTS (SELECT 1 FROM {{worker}} AS w
+                                     WHERE w.id = m.worker_id AND w.status <> 'STOPPED')
+                      OR EXISTS (SELECT 1 FROM {{worker}} AS w JOIN {{heartbeats}} AS p ON p.worker_id = w.id
+                                 WHERE w.id = m.worker_id AND w.status IN ('READY', 'RUNNING')
+                                   AND w.updated_at < {NOW_UTC} - p.stale_after))
     FOR UPDATE SKIP LOCKED
 )
 UPDATE {{master}} AS m
@@ -36,8 +47,8 @@ _SELECT = "SELECT worker_id, worker_rid, settings, updated_at FROM {master} WHER
 # Workers that stopped heartbeating: STOPPED, updated_at unchanged (as Go does). STOPPING rows are
 # left alone: a draining Go worker legitimately stops refreshing its row.
 _STALE_WORKERS = f"""
-UPDATE {{worker}} SET status = 'STOPPED'
-WHERE status IN ('READY', 'RUNNING') AND updated_at < {NOW_UTC} - %s::interval
+UPDATE {{worker}} AS w SET status = 'STOPPED'
+WHERE status IN ('READY', 'RUNNING') AND updated_at < {NOW_UTC} - {_STALE_AFTER}
 RETURNING rid
 """
 
@@ -51,7 +62,7 @@ WITH dead AS (
     SELECT j.id, j.attempts <= {_MAX_RETRIES} AS again
     FROM {{job}} AS j LEFT JOIN {{worker}} AS w ON w.rid = j.worker_rid
     WHERE j.status = 'RUNNING'
-      AND (w.id IS NULL OR (w.status = 'STOPPED' AND w.updated_at < {NOW_UTC} - %(grace)s::interval))
+      AND (w.id IS NULL OR (w.status = 'STOPPED' AND w.updated_at < {NOW_UTC} - {_STALE_AFTER}))
     FOR UPDATE OF j SKIP LOCKED
 ), requeued AS (
     UPDATE {{job}} AS j SET status = 'QUEUED' FROM dead AS d WHERE j.id = d.id AND d.again RETURNING j.id
@@ -76,6 +87,11 @@ WHERE w.status = 'STOPPED' AND w.updated_at < {NOW_UTC} - %s::interval
   AND NOT EXISTS (SELECT 1 FROM {{job}} AS j WHERE j.worker_rid = w.rid AND j.status = 'RUNNING')
 RETURNING rid
 """
+
+# Heartbeat thresholds of workers that no longer exist.
+_FORGET_WORKERS = (
+    "DELETE FROM {heartbeats} AS p WHERE NOT EXISTS (SELECT 1 FROM {worker} AS w WHERE w.id = p.worker_id)"
+)
 
 
 # Archive retention without TimescaleDB: the master deletes rows older than the retention in
@@ -102,6 +118,7 @@ class MasterTable:
 
     def __init__(self, schema: str) -> None:
         names = {t: sql.Identifier(schema, t) for t in ("master", "worker", "job", "job_archive")}
+        names["heartbeats"] = sql.Identifier(schema, "queuer_py_worker")
 
         def compose(template: str) -> str:
             return sql.SQL(template).format(**names).as_string(None)
@@ -112,6 +129,7 @@ class MasterTable:
         self.stale_workers = compose(_STALE_WORKERS)
         self.rescue = compose(_RESCUE)
         self.delete_workers = compose(_DELETE_WORKERS)
+        self.forget_workers = compose(_FORGET_WORKERS)
         self.retention_batch = compose(_RETENTION_BATCH)
         self.has_timescale = _HAS_TIMESCALE
         self.is_hypertable = _IS_HYPERTABLE

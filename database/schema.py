@@ -11,12 +11,15 @@ from queuer.model import ConfigurationError
 from queuer.sql import load
 
 from .config import DatabaseConfiguration
+from .connect_errors import describe
 
 log = logging.getLogger("queuer.schema")
 
 # One advisory lock key for every installer, so concurrent starts do not race on CREATE ... IF NOT EXISTS.
 SCHEMA_LOCK_KEY = zlib.crc32(b"queuer-schema-install")
 TABLES = ("job", "job_archive", "worker", "master")
+OWN_TABLES = ("queuer_py_worker",)  # Python's own, beside Go's
+CONNECT_TIMEOUT = 10  # seconds; the first contact with the server, where a user waits
 
 # True when the session's time zone shows UTC wall-clock time both in winter and in summer.
 _IS_UTC = """
@@ -88,9 +91,16 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
     schema's search_path is set for its transaction only.
     """
     actions: list[str] = []
-    conn = await psycopg.AsyncConnection.connect(
-        config.conninfo(), application_name="queuer", autocommit=True, prepare_threshold=None
-    )
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            config.conninfo(),
+            application_name="queuer",
+            autocommit=True,
+            prepare_threshold=None,
+            connect_timeout=CONNECT_TIMEOUT,
+        )
+    except psycopg.OperationalError as exc:
+        raise describe(exc, config) from exc
     try:
         await _check_time_zone(conn)
         async with conn.transaction():
@@ -99,7 +109,7 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
             await conn.execute("SET LOCAL TimeZone = 'UTC'")
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             if config.with_table_drop:
-                for table in TABLES:
+                for table in (*TABLES, *OWN_TABLES):
                     await conn.execute(
                         sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(
                             sql.Identifier(config.schema, table)

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -327,6 +327,27 @@ class Store:
             raise JobNotFoundError(f"no job with rid {rid} in {where}")
         return self.job_from_row(row)
 
+    async def find_job(self, rid: UUID) -> Job:
+        """The job with ``rid`` from ``job`` or, once it ended, from ``job_archive``."""
+        rows = await self.execute(self.jobs.select_anywhere, {"rid": rid})
+        if not rows:
+            raise JobNotFoundError(f"no job with rid {rid} in job or job_archive")
+        return self.job_from_row(rows[0])
+
+    async def list_jobs(
+        self,
+        ended: bool,
+        status: str | None = None,
+        task: str | None = None,
+        search: str | None = None,
+        last_id: int = 0,
+        entries: int = 100,
+    ) -> list[Job]:
+        """A page of ``job`` (or ``job_archive``), newest first, filtered by status, task name and
+        a search text (a substring of rid, task or status); ``last_id`` continues a page."""
+        query = self.jobs.filtered_ended if ended else self.jobs.filtered_jobs
+        return await self.page(query, last_id, entries, status=status, task=task, search=search)
+
     async def find_ended(self, rids: Sequence[UUID]) -> dict[UUID, str]:
         """Which of ``rids`` are in the archive, with their status; used when the listener may have
         missed their notifications."""
@@ -361,6 +382,10 @@ class Store:
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, params)
             return await cur.fetchall() if cur.description else []
+
+    async def register_heartbeat(self, worker_id: int, stale_after: timedelta) -> None:
+        """Record how long this worker may go without a heartbeat before it counts as dead."""
+        await self.execute(self.workers.register_heartbeat, (worker_id, stale_after))
 
     async def get_worker(self, rid: UUID) -> Worker:
         rows = await self.execute(self.workers.select, (rid,))

@@ -16,9 +16,10 @@ class WorkerTable:
 
     def __init__(self, schema: str) -> None:
         worker = sql.Identifier(schema, "worker")
+        heartbeats = sql.Identifier(schema, "queuer_py_worker")
 
         def compose(template: str) -> str:
-            return sql.SQL(template).format(worker=worker).as_string(None)
+            return sql.SQL(template).format(worker=worker, heartbeats=heartbeats).as_string(None)
 
         self.insert = compose(
             f"INSERT INTO {{worker}} (name, options, max_concurrency, available_tasks, "
@@ -44,6 +45,11 @@ class WorkerTable:
             f"WHERE id = %s RETURNING status, max_concurrency"
         )
         self.select = compose(f"SELECT {_COLS} FROM {{worker}} WHERE rid = %s")
+        # A started Python worker's staleness threshold (its own table, see schema_v1.sql).
+        self.register_heartbeat = compose(
+            "INSERT INTO {heartbeats} (worker_id, stale_after) VALUES (%s, %s) "
+            "ON CONFLICT (worker_id) DO UPDATE SET stale_after = EXCLUDED.stale_after"
+        )
         # Stop requests from any process (§5.9): STOPPED = stop now, STOPPING = drain, then stop.
         self.request_stop = compose(
             f"UPDATE {{worker}} SET status = %s, updated_at = {NOW_UTC} "

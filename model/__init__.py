@@ -2,6 +2,7 @@
 
 from .errors import (
     ConfigurationError,
+    DatabaseConnectionError,
     DecryptionError,
     DuplicateTaskError,
     JobNotFoundError,
@@ -30,6 +31,7 @@ __all__ = [
     "JOB_COLUMNS",
     "BatchJob",
     "ConfigurationError",
+    "DatabaseConnectionError",
     "DecryptionError",
     "DuplicateTaskError",
     "Job",

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 
 class QueuerError(Exception):
-    """Base class of every error queuer raises on purpose."""
+    """Base class of every error queuer raises on purpose.
+
+    The driver's or the library's own error that caused it, if any, is chained as ``__cause__``
+    and also reachable as ``original`` (the name queuerPy code uses)."""
+
+    @property
+    def original(self) -> BaseException | None:
+        return self.__cause__
 
 
 class ConfigurationError(QueuerError):
@@ -27,8 +34,9 @@ class UnknownTaskError(ValidationError):
     """No worker (here or in the database) has registered a task of that name."""
 
 
-class DuplicateTaskError(ValidationError):
-    """A task or next-interval function of that name is already registered on this queuer."""
+class DuplicateTaskError(ValidationError, RuntimeError):
+    """A task or next-interval function of that name is already registered on this queuer (also a
+    ``RuntimeError``, which is what queuerPy raised)."""
 
 
 class JobNotFoundError(QueuerError, LookupError):
@@ -45,6 +53,10 @@ class WaitTimeoutError(QueuerError, TimeoutError):
 
 class QueuerStateError(QueuerError, RuntimeError):
     """The call does not fit the queuer's state (started twice, used after stop, sync call on its loop)."""
+
+
+class DatabaseConnectionError(QueuerError, ConnectionError):
+    """The database could not be reached or refused us: the message says which, in one line."""
 
 
 class DecryptionError(QueuerError):

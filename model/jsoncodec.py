@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
+from uuid import UUID
 
 from .errors import NotSerializableError, ValidationError
 
 NANOS_PER_MICRO = 1000
+# The longest duration Go can hold (int64 nanoseconds): every duration we write stays below it.
+MAX_SECONDS = (2**63 - 1) // 1_000_000_000
 
 
 def duration_to_nanos(value: timedelta) -> int:
@@ -68,11 +72,33 @@ def require_seconds(name: str, value: Any) -> float:
         raise ValidationError(f"{name} must be a number of seconds, got {type(value).__name__}")
     if not math.isfinite(value) or value < 0:
         raise ValidationError(f"{name} must be a finite number >= 0, got {value}")
+    if value > MAX_SECONDS:
+        raise ValidationError(f"{name} must be at most {MAX_SECONDS} seconds (Go's longest duration)")
     return value
 
 
-def _refuse(value: Any) -> Any:
+def _encode_other(value: Any) -> Any:
+    """Values JSON has no type for but tasks commonly take: times as RFC 3339 (naive = UTC), dates
+    as ``YYYY-MM-DD``, UUIDs and decimals as text. A task annotated with the type gets it back."""
+    if isinstance(value, datetime):
+        return time_to_rfc3339(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def as_rid(value: Any, what: str = "rid") -> UUID:
+    """A job or worker rid from a ``UUID`` or its text; anything else is a ``ValidationError``."""
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise ValidationError(f"{what} must be a UUID, got {value!r}")
 
 
 # One encoder for every call: json.dumps with non-default arguments builds a new one each time,
@@ -80,22 +106,56 @@ def _refuse(value: Any) -> Any:
 # the C encoder JSONEncoder.encode would make (compact, ASCII, no NaN), made once. It keeps no
 # state between calls (no circular-reference markers; a cycle ends in RecursionError instead),
 # so threads can share it.
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_encode_other)
 _C_ENCODE = (
-    c_make_encoder(None, _refuse, encode_basestring_ascii, None, ":", ",", False, False, False)
+    c_make_encoder(None, _encode_other, encode_basestring_ascii, None, ":", ",", False, False, False)
     if c_make_encoder is not None
     else None
 )
 
 
+def text_problem(text: str) -> str | None:
+    """Why PostgreSQL cannot store ``text`` (a NUL character, or a lone surrogate that is no UTF-8),
+    or None when it can."""
+    if "\x00" in text:
+        return "contains a NUL character, which PostgreSQL cannot store"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate, which is not valid UTF-8"
+    return None
+
+
+def _find_bad_text(value: Any, path: str) -> str | None:
+    """The first string (or key) below ``value`` that PostgreSQL cannot store, described."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return f"{path} {problem}" if problem else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_bad_text(key, f"{path} key {key!r}") or _find_bad_text(item, f"{path}[{key!r}]")
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _find_bad_text(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def dumps(value: Any, what: str) -> str:
-    """Compact JSON text; NaN, Infinity, unknown types and cycles raise ``NotSerializableError``."""
+    """Compact JSON text; NaN, Infinity, unknown types, cycles and text PostgreSQL cannot store
+    (NUL, lone surrogates) raise ``NotSerializableError``."""
     if not value and isinstance(value, list | tuple | dict):
         return "{}" if isinstance(value, dict) else "[]"
     try:
-        if _C_ENCODE is not None:  # None only without CPython's _json accelerator
-            return "".join(_C_ENCODE(value, 0))
-        return _ENCODER.encode(value)
+        # _C_ENCODE is None only without CPython's _json accelerator.
+        text = "".join(_C_ENCODE(value, 0)) if _C_ENCODE is not None else _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         reason = "it contains itself or is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise NotSerializableError(f"{what} is not JSON-serialisable: {reason}") from exc
+    # ASCII output: NUL and surrogates appear escaped; only then is the value walked.
+    if ("\\u0000" in text or "\\ud" in text) and (found := _find_bad_text(value, what)):
+        raise NotSerializableError(found)
+    return text

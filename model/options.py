@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from .errors import ValidationError
 from .jsoncodec import (
+    MAX_SECONDS,
     as_utc,
     duration_to_nanos,
     nanos_to_duration,
     require_int,
     require_seconds,
     rfc3339_to_time,
+    text_problem,
     time_to_rfc3339,
 )
 
@@ -28,6 +30,9 @@ def validate_name(kind: str, name: Any) -> str:
         raise ValidationError(f"{kind} name must be a non-empty string, got {name!r}")
     if len(name) > MAX_NAME_LENGTH:
         raise ValidationError(f"{kind} name is {len(name)} characters; at most {MAX_NAME_LENGTH} allowed")
+    problem = text_problem(name)
+    if problem:
+        raise ValidationError(f"{kind} name {name!r} {problem}")
     return name
 
 
@@ -45,12 +50,14 @@ class OnError:
 
     ``timeout`` and ``retry_delay`` are seconds (0 = no timeout / no delay). A job runs at most
     ``1 + max_retries`` times. The delay before retry k (1-based) is ``retry_delay`` for NONE,
-    ``k * retry_delay`` for LINEAR and ``2**(k-1) * retry_delay`` for EXPONENTIAL.
+    ``k * retry_delay`` for LINEAR and ``2**(k-1) * retry_delay`` for EXPONENTIAL. The defaults
+    are the seed API's (30 s timeout, 3 retries 1 s apart); a job without an ``OnError`` at all
+    runs once with no timeout, as in Go.
     """
 
-    timeout: float = 0.0
-    max_retries: int = 0
-    retry_delay: float = 0.0
+    timeout: float = 30.0
+    max_retries: int = 3
+    retry_delay: float = 1.0
     retry_backoff: RetryBackoff = RetryBackoff.NONE
 
     def __post_init__(self) -> None:
@@ -79,6 +86,19 @@ class OnError:
             "retry_backoff": self.retry_backoff.value,
         }
 
+    def is_valid(self) -> bool:
+        """Always true: an ``OnError`` is validated when it is made (kept for queuerPy code)."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object Go reads (queuerPy's name for ``to_json``)."""
+        return self.to_json()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> OnError | None:
+        """Read the JSON object (queuerPy's name for ``from_json``)."""
+        return cls.from_json(data)
+
     @classmethod
     def from_json(cls, data: Any) -> OnError | None:
         """Read what Go or Python wrote; an unknown backoff string (Go: one retry) reads as NONE."""
@@ -99,12 +119,12 @@ class OnError:
 class Schedule:
     """Delayed and recurring execution.
 
-    ``start`` is when the first occurrence is due (naive datetimes are UTC). ``max_count`` is the
-    number of occurrences (0 = unlimited, see the README for how a Go worker treats that); more than
-    one needs ``interval`` or ``next_interval`` (the name of a registered next-interval function).
+    ``start`` is when the first occurrence is due (naive datetimes are UTC; default: now). ``max_count``
+    is the number of occurrences (0 = unlimited, see the README for how a Go worker treats that); more
+    than one needs ``interval`` or ``next_interval`` (the name of a registered next-interval function).
     """
 
-    start: datetime
+    start: datetime = field(default_factory=lambda: datetime.now(UTC))
     max_count: int = 1
     interval: timedelta = timedelta(0)
     next_interval: str | None = None
@@ -116,12 +136,38 @@ class Schedule:
         require_int("schedule.max_count", self.max_count, minimum=0)
         if not isinstance(self.interval, timedelta) or self.interval < timedelta(0):
             raise ValidationError("schedule.interval must be a timedelta >= 0")
+        if self.interval.total_seconds() > MAX_SECONDS:
+            raise ValidationError(
+                f"schedule.interval must be at most {MAX_SECONDS} seconds (Go's longest duration)"
+            )
         if self.next_interval is not None:
             validate_name("next_interval", self.next_interval)
-        if self.max_count != 1 and self.interval <= timedelta(0) and not self.next_interval:
+        repeats = self.interval > timedelta(0) or bool(self.next_interval)
+        if self.max_count != 1 and not repeats:
             raise ValidationError(
                 "a schedule with max_count > 1 or 0 (unlimited) needs an interval > 0 or a next_interval"
             )
+        if self.max_count == 1 and repeats:
+            raise ValidationError(
+                "a schedule with an interval or next_interval and max_count=1 runs only once: "
+                "to repeat, set max_count to the number of runs (0 = unlimited)"
+            )
+        try:
+            duration_to_nanos(self.interval)
+            time_to_rfc3339(self.start)
+        except OverflowError as exc:
+            raise ValidationError(f"schedule is out of range: {exc}") from exc
+
+    def is_valid(self) -> bool:
+        """Always true: a ``Schedule`` is validated when it is made (kept for queuerPy code)."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.to_json()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Schedule | None:
+        return cls.from_json(data)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -193,6 +239,18 @@ class Options:
         if self.parent_rid is not None:
             data["parent_rid"] = str(self.parent_rid)
         return data
+
+    def is_valid(self) -> bool:
+        """Always true: ``Options`` are validated when they are made (kept for queuerPy code)."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object Go reads (queuerPy's name for ``to_json``)."""
+        return self.to_json()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Options | None:
+        return cls.from_json(data)
 
     @classmethod
     def from_json(cls, data: Any) -> Options | None:

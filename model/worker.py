@@ -71,12 +71,15 @@ _SETTINGS_DEFAULTS: dict[str, timedelta] = {
 class MasterSettings:
     """Settings of the master role; stored as integer nanoseconds in ``master.settings``.
 
-    ``worker_stale_threshold`` is never below Go's hard-coded 2 minutes toward other workers'
-    heartbeats when Go workers share the database (contract §5.10); the default is 5 minutes.
+    ``worker_stale_threshold`` applies to workers that did not tell us their own heartbeat (Go
+    workers): keep it at or above Go's hard-coded 2 minutes where Go workers share the database
+    (contract §5.10); the default is 5 minutes. A started Python worker is judged by its own
+    heartbeat interval instead. The poll interval is 10 seconds (Go's is a minute), so the jobs
+    of a dead Python worker run again well within a minute.
     """
 
     master_lock_timeout: timedelta = timedelta(minutes=5)
-    master_poll_interval: timedelta = timedelta(minutes=1)
+    master_poll_interval: timedelta = timedelta(seconds=10)
     retention_archive: timedelta = timedelta(days=7)
     worker_stale_threshold: timedelta = timedelta(minutes=5)
     worker_delete_threshold: timedelta = timedelta(hours=24)

@@ -16,9 +16,11 @@ from queuer.model import (
     WorkerStatus,
 )
 
+from .client import Client, connect, connect_with_db
 from .core import Queuer, new_queuer, new_queuer_with_db
 from .errors import (
     ConfigurationError,
+    DatabaseConnectionError,
     DecryptionError,
     DuplicateTaskError,
     JobNotFoundError,
@@ -31,11 +33,14 @@ from .errors import (
     WorkerNotFoundError,
 )
 from .runner import current_job_rid
+from .tasks import Task
 
 __all__ = [
     "BatchJob",
+    "Client",
     "ConfigurationError",
     "DatabaseConfiguration",
+    "DatabaseConnectionError",
     "DecryptionError",
     "DuplicateTaskError",
     "Job",
@@ -52,12 +57,15 @@ __all__ = [
     "QueuerStateError",
     "RetryBackoff",
     "Schedule",
+    "Task",
     "UnknownTaskError",
     "ValidationError",
     "WaitTimeoutError",
     "Worker",
     "WorkerNotFoundError",
     "WorkerStatus",
+    "connect",
+    "connect_with_db",
     "current_job_rid",
     "new_queuer",
     "new_queuer_with_db",

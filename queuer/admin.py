@@ -15,6 +15,7 @@ from uuid import UUID
 import psycopg
 
 from queuer.database import DatabaseConfiguration, install_schema
+from queuer.database.connect_errors import describe
 from queuer.database.encryption import PgpCodec
 from queuer.database.store import Store
 from queuer.model import Job, QueuerError, Worker, WorkerStatus
@@ -44,9 +45,12 @@ class Admin:
         self._call(self._connect(require_schema))
 
     async def _connect(self, require_schema: bool) -> None:
-        probe = await psycopg.AsyncConnection.connect(
-            self.config.conninfo(), connect_timeout=5, application_name="queuer"
-        )
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                self.config.conninfo(), connect_timeout=5, application_name="queuer"
+            )
+        except psycopg.OperationalError as exc:
+            raise describe(exc, self.config) from exc
         try:
             cur = await probe.execute("SELECT to_regclass(%s)", (f"{self.config.schema}.job",))
             row = await cur.fetchone()
@@ -77,8 +81,7 @@ class Admin:
         last_id: int,
         entries: int,
     ) -> list[Job]:
-        query = self.store.jobs.filtered_ended if ended else self.store.jobs.filtered_jobs
-        return self._call(self.store.page(query, last_id, entries, status=status, task=task, search=search))
+        return self._call(self.store.list_jobs(ended, status, task, search, last_id, entries))
 
     def list_workers(
         self, status: str | None, search: str | None, last_id: int, entries: int
@@ -91,7 +94,10 @@ class Admin:
     def connections(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._call(self.store.execute(self.store.workers.connections, ()))]
 
-    def get_job(self, rid: UUID, ended: bool) -> Job:
+    def get_job(self, rid: UUID, ended: bool | None) -> Job:
+        """One job: from ``job`` or ``job_archive`` as asked, or (None) wherever it is."""
+        if ended is None:
+            return self._call(self.store.find_job(rid))
         return self._call(self.store.get_job(rid, ended))
 
     def get_worker(self, rid: UUID) -> Worker:

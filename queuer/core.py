@@ -1,75 +1,67 @@
-"""The public API: ``Queuer`` and its constructors. A thin layer over the store and the runtime.
+"""``Queuer``: a worker. A ``Client`` that also registers tasks, claims and runs jobs, heartbeats,
+and takes part in the master election.
 
-Every I/O method exists twice: ``name(...)`` blocks the calling thread, ``name_async(...)`` awaits
-from any event loop. Both run the same coroutine on the Queuer's own loop.
+Construction registers a worker row (status READY), as the seed API and the Go library do; a
+process that only enqueues uses ``queuer.connect()`` instead and leaves no row behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import os
+import signal
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 from uuid import UUID
 
-import psycopg
-
-from queuer.database import DatabaseConfiguration, NewJob, install_schema
-from queuer.database.batch import copy_jobs, copy_jobs_async
-from queuer.database.encryption import PgpCodec
-from queuer.database.listener import Listener, parse_payload
-from queuer.database.store import Store
+from queuer.database import DatabaseConfiguration
+from queuer.database.listener import parse_payload
 from queuer.model import (
-    BatchJob,
-    Job,
     JobEvent,
     JobStatus,
-    Master,
     MasterSettings,
     OnError,
-    Options,
     QueuerStateError,
-    UnknownTaskError,
     ValidationError,
-    WaitTimeoutError,
     Worker,
     WorkerStatus,
-    uuid7,
-    uuid7_batch,
     validate_name,
 )
-from queuer.model.jsoncodec import dumps, naive_utc, require_int
+from queuer.model.jsoncodec import dumps
 
-from .loop import LoopThread
+from .client import Client, env_encryption
 from .master import MasterRole
-from .runner import current_job_rid
+from .runner import in_task_process
 from .runtime import Runtime, RuntimeSettings
-from .tasks import TaskRegistry
+from .tasks import Task
 
 log = logging.getLogger("queuer")
 
-F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
-EventCallback = Callable[[JobEvent], Any]
-TaskRef = str | Callable[..., Any]
+P = ParamSpec("P")
+R = TypeVar("R")
 NextIntervalFunc = Callable[[datetime, int], datetime]
-SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
-AsyncConn = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
 MAX_CONCURRENCY = 1000
-ANALYZE_AFTER = 1000  # new jobs (one batch of ours, or seen queued by a worker) before an ANALYZE
+ANALYZE_AFTER = 1000  # queued jobs a worker sees (any writer's) before it refreshes statistics
+# The default grace for running jobs when the interpreter exits without stop(): none, they go back
+# to the queue at once (the process is ending; waiting would only delay another worker).
+EXIT_GRACE = 0.0
 
 
-class Queuer:
+def _check_concurrency(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not (1 <= value <= MAX_CONCURRENCY):
+        raise ValidationError(f"max_concurrency must be an int from 1 to {MAX_CONCURRENCY}")
+    return value
+
+
+class Queuer(Client):
     """A worker (and producer) bound to one queuer database.
 
     Construction connects, installs the schema if needed and registers a worker row (status READY).
-    ``start()`` begins running registered tasks; ``stop()`` ends it gracefully. A Queuer that is
-    never started still enqueues, reads and waits.
+    ``start()`` begins running registered tasks and, by default, takes part in the master election
+    (which rescues the jobs of dead workers); ``stop()`` ends it gracefully. A process that ends
+    without ``stop()`` is stopped at exit: its row becomes STOPPED and its running jobs go back.
     """
 
     def __init__(
@@ -87,113 +79,126 @@ class Queuer:
         old_encryption_keys: Sequence[str] = (),
     ) -> None:
         validate_name("worker", name)
-        if (
-            isinstance(max_concurrency, bool)
-            or not isinstance(max_concurrency, int)
-            or not (1 <= max_concurrency <= MAX_CONCURRENCY)
-        ):
-            raise ValidationError(f"max_concurrency must be an int from 1 to {MAX_CONCURRENCY}")
+        _check_concurrency(max_concurrency)
         if len(on_error) > 1 or any(not isinstance(o, OnError) for o in on_error):
             raise ValidationError("pass at most one OnError as the worker's default")
         if poll_interval <= 0 or not 0 < heartbeat_interval <= 30:
             raise ValidationError("poll_interval must be > 0 and heartbeat_interval in (0, 30] seconds")
-        # A running worker keeps one pooled connection for its cycle; the heartbeat needs another.
-        require_int("pool_size", pool_size, minimum=2)
+        if pool_size < 2:  # a running worker keeps one pooled connection for its cycle; heartbeat another
+            raise ValidationError("pool_size must be >= 2")
         self.name = name
         self.process_tasks = process_tasks
         self.max_concurrency = max_concurrency
-        self.default_on_error = on_error[0] if on_error else None
-        self._default_options_json = dumps(Options(on_error=self.default_on_error).to_json(), "options")
         self.settings = RuntimeSettings(poll_interval=poll_interval, heartbeat_interval=heartbeat_interval)
-        self.registry = TaskRegistry()
-        if encrypt_parameters and not encryption_key:
-            raise ValidationError("encrypt_parameters needs an encryption key")
-        codec = PgpCodec(encryption_key, old_encryption_keys) if encryption_key else None
-        self._store = Store(db_config, pool_size, codec, encrypt_parameters)
-        self._known_remote_tasks: set[str] = set()
-        self._known_remote_intervals: set[str] = set()
-        self._waiters: dict[UUID, list[asyncio.Future[None]]] = defaultdict(list)
-        self._callbacks: dict[str, list[EventCallback]] = {"insert": [], "update": [], "delete": []}
-        self._listener: Listener | None = None
-        self._listener_task: asyncio.Task[None] | None = None
+        # A process=True task's own process imports the task's module, which may build a Queuer:
+        # there it is a client and never a worker (no row, nothing started).
+        self._task_process = in_task_process()
+        self._queued_seen = 0  # QUEUED/SCHEDULED notifications since the last refresh began
         self._runtime: Runtime | None = None
         self._master: MasterRole | None = None
         self._master_task: asyncio.Task[None] | None = None
-        self._stop_task: asyncio.Task[None] | None = None
-        self._stopped = threading.Event()
-        self._stop_lock = threading.Lock()
-        self._background: set[asyncio.Task[Any]] = set()  # strong references until done
-        self._maintenance: set[asyncio.Task[None]] = set()  # waited for before the pool closes
-        self._refreshing = False  # a statistics refresh is running
-        self._refresh_again = False  # and another was asked for meanwhile
-        self._queued_seen = 0  # QUEUED/SCHEDULED notifications since the last refresh began
-        self._closed = False
-        self._loop = LoopThread(f"queuer-{name}")
-        try:
-            self.worker: Worker = self._loop.call(self._open())
-        except BaseException:
-            self._loop.close()
-            raise
+        self.worker = Worker(0, UUID(int=0), name, WorkerStatus.READY, max_concurrency)
+        super().__init__(
+            db_config,
+            encryption_key,
+            on_error=on_error[0] if on_error else None,
+            pool_size=pool_size,
+            encrypt_parameters=encrypt_parameters,
+            old_encryption_keys=old_encryption_keys,
+            thread_name=f"queuer-{name}",
+        )
 
-    async def _open(self) -> Worker:
-        await install_schema(self._store.config)
-        await self._store.open()
+    async def _open(self) -> None:
+        await super()._open()
+        if self._task_process:
+            return
         options = dumps(self.default_on_error.to_json(), "on_error") if self.default_on_error else None
-        return await self._store.insert_worker(self.name, options, self.max_concurrency, [], [])
+        self.worker = await self._store.insert_worker(self.name, options, self.max_concurrency, [], [])
 
-    def __enter__(self) -> Queuer:
-        return self
+    # -- the seed API's views of this worker ----------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and the end of ``stop()``."""
+        return self._runtime is not None and not self._closed
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    @property
+    def tasks(self) -> dict[str, Task[..., Any]]:
+        """The registered tasks by name."""
+        return self.registry.tasks
+
+    @property
+    def next_interval_funcs(self) -> dict[str, NextIntervalFunc]:
+        """The registered next-interval functions by name."""
+        return self.registry.next_intervals
 
     # -- tasks ----------------------------------------------------------------------------------
-    def add_task(self, fn: F, *, process: bool | None = None) -> F:
-        """Register ``fn`` under its ``__name__``.
+    def add_task(self, fn: Callable[P, R], *, process: bool | None = None) -> Task[P, R]:
+        """Register ``fn`` under its ``__name__`` and return the ``Task`` (callable as ``fn``).
 
         ``process=True`` runs a plain function in a process of its own, so a timeout or a
         cancellation can kill it (the function must be picklable: defined at module level).
         The default comes from the queuer's ``process_tasks`` setting."""
-        self.registry.add(fn, None, self._in_process(process))
-        self._sync_capabilities()
-        return fn
+        return self._register(fn, None, process)
 
-    def add_task_with_name(self, fn: F, name: str, *, process: bool | None = None) -> F:
+    def add_task_with_name(self, fn: Callable[P, R], name: str, *, process: bool | None = None) -> Task[P, R]:
         """Register ``fn`` under an explicit name (the routing key shared with Go workers)."""
-        self.registry.add(fn, name, self._in_process(process))
-        self._sync_capabilities()
-        return fn
+        return self._register(fn, name, process)
 
-    def task(self, *, process: bool | None = None) -> Callable[[F], F]:
-        """Decorator form of ``add_task``."""
-        return lambda fn: self.add_task(fn, process=process)
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
-    def task_with_name(self, name: str, *, process: bool | None = None) -> Callable[[F], F]:
+    @overload
+    def task(
+        self, /, *, name: str | None = None, process: bool | None = None
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(self, fn: Any = None, /, *, name: str | None = None, process: bool | None = None) -> Any:
+        """Decorator form of ``add_task``: ``@q.task``, ``@q.task()`` or ``@q.task(name="x")``."""
+        if fn is not None:
+            return self._register(fn, name, process)
+        return lambda f: self._register(f, name, process)
+
+    def task_with_name(
+        self, name: str, *, process: bool | None = None
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
         """Decorator form of ``add_task_with_name``."""
-        return lambda fn: self.add_task_with_name(fn, name, process=process)
+        return lambda fn: self._register(fn, name, process)
 
-    def add_next_interval_func(self, fn: NextIntervalFunc) -> NextIntervalFunc:
+    def _register(self, fn: Callable[P, R], name: str | None, process: bool | None) -> Task[P, R]:
+        """All or nothing: a task whose row update fails is not registered either."""
+        task = self.registry.add(fn, name, self.process_tasks if process is None else process)
+        try:
+            self._sync_capabilities()
+        except BaseException:
+            del self.registry.tasks[task.name]
+            raise
+        return task
+
+    def add_next_interval_func(self, fn: NextIntervalFunc) -> Worker:
         """Register ``fn(start, count) -> next time`` under its ``__name__`` for
-        ``Schedule(next_interval=...)``; only workers that have it claim such jobs."""
-        self.registry.add_next_interval(fn)
-        self._sync_capabilities()
-        return fn
+        ``Schedule(next_interval=...)``; only workers that have it claim such jobs. Returns the
+        updated worker."""
+        return self.add_next_interval_func_with_name(fn, None)
 
-    def add_next_interval_func_with_name(self, fn: NextIntervalFunc, name: str) -> NextIntervalFunc:
+    def add_next_interval_func_with_name(self, fn: NextIntervalFunc, name: str | None) -> Worker:
         """Register a next-interval function under an explicit name (shared with Go workers)."""
-        self.registry.add_next_interval(fn, name)
-        self._sync_capabilities()
-        return fn
-
-    def _in_process(self, process: bool | None) -> bool:
-        return self.process_tasks if process is None else process
+        added = self.registry.add_next_interval(fn, name)
+        try:
+            self._sync_capabilities()
+        except BaseException:
+            del self.registry.next_intervals[added]
+            raise
+        return self.worker
 
     def _sync_capabilities(self) -> None:
         tasks, intervals = list(self.registry.tasks), list(self.registry.next_intervals)
+        if not self._task_process:
+            self._loop.call(
+                self._store.execute(
+                    self._store.workers.update_capabilities, (tasks, intervals, self.worker.id)
+                )
+            )
         self.worker.available_tasks, self.worker.available_next_interval = tasks, intervals
-        self._loop.call(
-            self._store.execute(self._store.workers.update_capabilities, (tasks, intervals, self.worker.id))
-        )
         if self._runtime is not None:
             self._loop.loop.call_soon_threadsafe(self._runtime.wake.set)
 
@@ -204,13 +209,7 @@ class Queuer:
         if name is not None:
             self.name = validate_name("worker", name)
         if max_concurrency is not None:
-            if (
-                isinstance(max_concurrency, bool)
-                or not isinstance(max_concurrency, int)
-                or not (1 <= max_concurrency <= MAX_CONCURRENCY)
-            ):
-                raise ValidationError(f"max_concurrency must be an int from 1 to {MAX_CONCURRENCY}")
-            self.max_concurrency = max_concurrency
+            self.max_concurrency = _check_concurrency(max_concurrency)
         rows = self._loop.call(
             self._store.execute(self._store.workers.rename, (self.name, self.max_concurrency, self.worker.id))
         )
@@ -218,19 +217,30 @@ class Queuer:
         return self.worker
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self, master_settings: MasterSettings | None = None) -> None:
+    def start(self, master_settings: MasterSettings | None = None, *, master: bool = True) -> None:
         """Start claiming and running jobs; returns once listener, poller and heartbeat run.
 
-        With ``master_settings`` this worker also takes part in the master election (one worker
-        at a time handles dead workers and their jobs, see the README)."""
+        The worker takes part in the master election (one worker at a time marks workers that
+        stopped heartbeating and rescues their jobs), with ``master_settings`` or the defaults;
+        ``master=False`` opts out. A plain script's SIGTERM then stops the worker as ``stop()``
+        would (a handler is installed only where none is)."""
         if master_settings is not None and not isinstance(master_settings, MasterSettings):
             raise ValidationError("master_settings must be a MasterSettings")
-        self._loop.call(self._start(master_settings))
+        if self._task_process:
+            log.warning("start() ignored: this is a process=True task's own process, not a worker")
+            return
+        self._loop.call(self._start(master_settings, master))
+        _stop_on_sigterm()
 
-    async def start_async(self, master_settings: MasterSettings | None = None) -> None:
-        await self._loop.call_async(self._start(master_settings))
+    async def start_async(
+        self, master_settings: MasterSettings | None = None, *, master: bool = True
+    ) -> None:
+        if self._task_process:
+            log.warning("start() ignored: this is a process=True task's own process, not a worker")
+            return
+        await self._loop.call_async(self._start(master_settings, master))
 
-    async def _start(self, master_settings: MasterSettings | None) -> None:
+    async def _start(self, master_settings: MasterSettings | None, master: bool) -> None:
         if self._closed:
             raise QueuerStateError("this queuer has been stopped")
         if self._runtime is not None:
@@ -238,6 +248,7 @@ class Queuer:
         await self._ensure_listener()
         rows = await self._store.execute(self._store.workers.set_status, ("RUNNING", self.worker.id))
         self.worker = Worker.from_row(rows[0])
+        await self._store.register_heartbeat(self.worker.id, self.settings.stale_after)
         self._runtime = Runtime(
             self._store,
             self.registry,
@@ -250,8 +261,9 @@ class Queuer:
             self._on_saturation,
         )
         self._runtime.start()
-        if master_settings is not None:
-            self._master = MasterRole(self._store, self.worker.id, self.worker.rid, master_settings)
+        if master:
+            settings = master_settings or MasterSettings()
+            self._master = MasterRole(self._store, self.worker.id, self.worker.rid, settings)
             self._master_task = asyncio.get_running_loop().create_task(self._master.run())
 
     @property
@@ -262,31 +274,21 @@ class Queuer:
     def stop(self, grace_seconds: float = 30.0) -> None:
         """Stop claiming, let running jobs finish (up to ``grace_seconds``; the rest are put back
         in the queue), write pending completions, mark the worker STOPPED and close connections."""
-        with self._stop_lock:  # one caller stops; others wait for it and return
-            if self._loop.loop.is_closed():
-                return
-            try:
-                self._loop.call(self._stop(grace_seconds))
-            finally:
-                self._loop.close()
-                self._store.close_sync()
+        self._close(grace_seconds)
 
     async def stop_async(self, grace_seconds: float = 30.0) -> None:
-        if self._loop.loop.is_closed():
-            return
-        await self._loop.call_async(self._stop(grace_seconds))
-        self._loop.close()
-        await asyncio.get_running_loop().run_in_executor(None, self._store.close_sync)
+        await self._close_async(grace_seconds)
+
+    def close(self) -> None:
+        """``stop()`` with its default grace."""
+        self.stop()
+
+    def _close_at_exit(self) -> None:
+        self._close(EXIT_GRACE)
 
     def wait_until_stopped(self, timeout_seconds: float | None = None) -> bool:
         """Block until this worker has stopped (e.g. by a stop request from another process)."""
         return self._stopped.wait(timeout_seconds)
-
-    async def _stop(self, grace: float | None, cancel_running: bool = False) -> None:
-        """Shut down once; later calls wait for the same shutdown."""
-        if self._stop_task is None:
-            self._stop_task = asyncio.get_running_loop().create_task(self._shutdown(grace, cancel_running))
-        await asyncio.shield(self._stop_task)
 
     async def _shutdown(self, grace: float | None, cancel_running: bool) -> None:
         self._closed = True
@@ -297,20 +299,12 @@ class Queuer:
                 await self._master.release()
             if self._runtime is not None:
                 await self._runtime.drain(grace, cancel_running)
-            rows = await self._store.execute(self._store.workers.set_status, ("STOPPED", self.worker.id))
-            if rows:
-                self.worker = Worker.from_row(rows[0])
+            if not self._task_process:
+                rows = await self._store.execute(self._store.workers.set_status, ("STOPPED", self.worker.id))
+                if rows:
+                    self.worker = Worker.from_row(rows[0])
         finally:
-            if self._listener_task is not None:
-                self._listener_task.cancel()
-                await asyncio.gather(self._listener_task, return_exceptions=True)
-            for futures in self._waiters.values():
-                for fut in futures:
-                    if not fut.done():
-                        fut.cancel()
-            await asyncio.gather(*self._maintenance, return_exceptions=True)
-            await self._store.close()
-            self._stopped.set()
+            await super()._shutdown(grace, cancel_running)
 
     def _on_stop_request(self, status: WorkerStatus) -> None:
         """Our row says STOPPED or STOPPING (written by another process): obey it (§5.9)."""
@@ -326,37 +320,7 @@ class Queuer:
         await self._store.execute(self._store.workers.set_draining, (self.worker.id,))
         await self._stop(None)
 
-    # -- other workers --------------------------------------------------------------------------
-    def stop_worker(self, worker_rid: UUID) -> Worker:
-        """Ask any worker (Python or Go) to stop now: its row becomes STOPPED, it cancels its
-        running jobs and exits at its next heartbeat."""
-        return self._loop.call(self._store.request_stop(worker_rid, WorkerStatus.STOPPED))
-
-    async def stop_worker_async(self, worker_rid: UUID) -> Worker:
-        return await self._loop.call_async(self._store.request_stop(worker_rid, WorkerStatus.STOPPED))
-
-    def stop_worker_gracefully(self, worker_rid: UUID) -> Worker:
-        """Ask any worker to drain: its row becomes STOPPING; it finishes what runs, takes nothing
-        new, then marks itself STOPPED."""
-        return self._loop.call(self._store.request_stop(worker_rid, WorkerStatus.STOPPING))
-
-    async def stop_worker_gracefully_async(self, worker_rid: UUID) -> Worker:
-        return await self._loop.call_async(self._store.request_stop(worker_rid, WorkerStatus.STOPPING))
-
-    def get_master(self) -> Master:
-        """The master row: who holds the role, its settings, when it was last renewed."""
-        return self._loop.call(self._store.get_master())
-
-    async def get_master_async(self) -> Master:
-        return await self._loop.call_async(self._store.get_master())
-
     # -- notifications --------------------------------------------------------------------------
-    async def _ensure_listener(self) -> None:
-        if self._listener is None:
-            self._listener = Listener(self._store.config, self._on_notify, self._on_listener_connect)
-            self._listener_task = asyncio.get_running_loop().create_task(self._listener.run())
-        await asyncio.wait_for(self._listener.connected.wait(), timeout=60)
-
     async def _on_listener_connect(self) -> None:
         """After a (re)connect or listening again: claim at once, settle waiters and stop running
         jobs that were cancelled meanwhile (their notifications were not heard)."""
@@ -375,20 +339,20 @@ class Queuer:
         self._update_channels()
         if self._runtime is not None and self._runtime.saturated:
             # Not listening, it does not count queued jobs (see _on_notify): a backlog that grows
-            # while it works would keep the plan made for a small table (measured: cycles from 1
-            # to 11 ms in five seconds at 8,000 jobs/s offered, and the worker fell behind).
+            # while it works would keep the plan made for a small table.
             self._refresh_statistics(self._store.jobs.outgrew_analyze)
 
-    def _update_channels(self) -> None:
+    def _on_refresh_started(self, precheck: str | None) -> None:
+        if precheck is None:
+            self._queued_seen = 0  # jobs seen from now on count toward the next refresh
+
+    def _listening_channels(self) -> set[str]:
         """Listen only to what is needed now. A saturated worker claims again whenever a slot
-        frees, so the wake-ups (every queued, claimed and finished job of the whole fleet, each
-        read off the socket by this process and sent by a backend woken for it) are pure cost:
-        measured, two saturated workers drained 20 % more jobs per second without them. ``job``
-        stays for insert/update callbacks; ``job_archive`` for waiters, delete callbacks and the
-        cancellation of jobs that run long (``LONG_JOB``; shorter ones end before it matters). A
-        channel listened to again is followed by a claim and by the checks of a reconnect."""
-        if self._listener is None:
-            return
+        frees, so the wake-ups (every queued, claimed and finished job of the whole fleet) are
+        pure cost. ``job`` stays for insert/update callbacks; ``job_archive`` for waiters, delete
+        callbacks and the cancellation of jobs that run long (``LONG_JOB``; shorter ones end
+        before it matters). A channel listened to again is followed by a claim and by the checks
+        of a reconnect."""
         runtime = self._runtime
         saturated = runtime is not None and runtime.saturated
         channels: set[str] = set()
@@ -396,12 +360,7 @@ class Queuer:
             channels.add("job")
         if not saturated or self._waiters or self._callbacks["delete"] or (runtime and runtime.long_running):
             channels.add("job_archive")
-        self._listener.set_channels(frozenset(channels))
-
-    def _settle_waiters(self, rid: UUID) -> None:
-        for fut in self._waiters.get(rid, []):
-            if not fut.done():
-                fut.set_result(None)
+        return channels
 
     def _on_notify(self, channel: str, payload: str) -> None:
         """Act on a notification, decoding it only when someone needs its rid or status: at
@@ -427,428 +386,39 @@ class Queuer:
             self._on_event(event)
 
     def _on_event(self, event: JobEvent) -> None:
-        if event.channel == "job":
-            queued = event.status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
-            self._fire("insert" if queued else "update", event)
-            return
-        if event.rid is not None:
-            self._settle_waiters(event.rid)
-            if event.status is JobStatus.CANCELLED and self._runtime is not None:
-                self._runtime.cancel_running(event.rid)
-        self._fire("delete", event)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _fire(self, kind: str, event: JobEvent) -> None:
-        loop = asyncio.get_running_loop()
-        for callback in self._callbacks[kind]:
-            if inspect.iscoroutinefunction(callback):
-                self._spawn(callback(event))
-            else:
-                loop.run_in_executor(None, callback, event)
-
-    def _listen(self, kind: str, callback: EventCallback) -> Callable[[], None]:
-        if not callable(callback):
-            raise ValidationError("callback must be callable")
-        self._callbacks[kind].append(callback)
-        self._loop.call(self._ensure_listener())
-        self._loop.loop.call_soon_threadsafe(self._update_channels)
-        return lambda: self._callbacks[kind].remove(callback)  # channels follow at the next change
-
-    def listen_for_job_insert(self, callback: EventCallback) -> Callable[[], None]:
-        """Call ``callback(JobEvent)`` for every job inserted or put back in the queue (any process).
-        Returns a function that unsubscribes. Sync callbacks run in a thread, async ones on the loop."""
-        return self._listen("insert", callback)
-
-    def listen_for_job_update(self, callback: EventCallback) -> Callable[[], None]:
-        """Call ``callback(JobEvent)`` for every other change of a job row (e.g. claimed: RUNNING)."""
-        return self._listen("update", callback)
-
-    def listen_for_job_delete(self, callback: EventCallback) -> Callable[[], None]:
-        """Call ``callback(JobEvent)`` when a job leaves ``job`` for the archive (finished/cancelled)."""
-        return self._listen("delete", callback)
-
-    # -- enqueue --------------------------------------------------------------------------------
-    def add_job(self, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
-        """Enqueue ``task(*args, **kwargs)``; positional arguments are what Go workers receive."""
-        return self.add_job_with_options(None, task, *args, **kwargs)
-
-    async def add_job_async(self, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
-        return await self.add_job_with_options_async(None, task, *args, **kwargs)
-
-    def add_job_with_options(self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
-        new = self._new_job(options, task, args, kwargs)
-        self._loop.refuse_blocking()
-        with self._store.sync_connection() as conn:
-            self._check_names_sync(conn.cursor(), [new])
-            return self._store.insert_job_blocking(conn, new)
-
-    async def add_job_with_options_async(
-        self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
-    ) -> Job:
-        new = self._new_job(options, task, args, kwargs)
-        return await self._loop.call_async(self._on_pooled(self._insert_pooled, new))
-
-    def add_jobs(self, batch: Sequence[BatchJob]) -> list[UUID]:
-        """Enqueue many jobs with one binary COPY; returns their rids in input order.
-
-        Every item is validated before anything is sent: one bad item raises and nothing is written.
-        """
-        news = self._new_jobs(batch)
-        with self._store.sync_connection() as conn:  # autocommit: the COPY is one statement
-            self._copy_sync(conn, news)
-        if len(news) >= ANALYZE_AFTER:
-            self._loop.loop.call_soon_threadsafe(self._refresh_statistics)
-        return [n.rid for n in news]
-
-    async def add_jobs_async(self, batch: Sequence[BatchJob]) -> list[UUID]:
-        news = self._new_jobs(batch)
-        await self._loop.call_async(self._on_pooled(self._copy_async, news))
-        if len(news) >= ANALYZE_AFTER:
-            self._loop.loop.call_soon_threadsafe(self._refresh_statistics)
-        return [n.rid for n in news]
-
-    def _refresh_statistics(self, precheck: str | None = None) -> None:
-        """Refresh ``job``'s statistics in the background (on the loop; the caller does not wait):
-        after a big batch of ours, and when a worker has seen ``ANALYZE_AFTER`` jobs queued by
-        anyone (a Go service's COPY, a plain INSERT ... SELECT), and with a ``precheck`` by a
-        saturated worker, which does not hear them. One refresh at a time; an unconditional
-        request that arrives while one runs gets one more afterwards (its rows may have been too
-        late)."""
-        if self._closed:
-            return
-        if self._refreshing:
-            self._refresh_again = self._refresh_again or precheck is None
-            return
-        self._refreshing = True
-        if precheck is None:
-            self._queued_seen = 0  # jobs seen from now on count toward the next refresh
-
-        async def refresh() -> None:
-            try:
-                await self._store.refresh_statistics(precheck)
-            finally:
-                self._refreshing = False
-                if self._refresh_again:
-                    self._refresh_again = False
-                    self._refresh_statistics()
-
-        task = asyncio.get_running_loop().create_task(refresh())
-        self._maintenance.add(task)
-        task.add_done_callback(self._maintenance.discard)
-
-    # Transactional enqueue: the job is written on the caller's connection (or cursor) and commits or
-    # rolls back with the caller's own work; workers see it only after the commit. The blocking and
-    # async methods above are these same code paths on a pooled connection.
-    def add_job_tx(self, conn: SyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
-        """``add_job`` inside the caller's transaction (a psycopg ``Connection`` or ``Cursor``)."""
-        return self._insert_sync(conn, self._new_job(None, task, args, kwargs))
-
-    def add_job_with_options_tx(
-        self, conn: SyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
-    ) -> Job:
-        return self._insert_sync(conn, self._new_job(options, task, args, kwargs))
-
-    async def add_job_tx_async(self, conn: AsyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
-        """``add_job`` inside the caller's transaction (an ``AsyncConnection`` or ``AsyncCursor``)."""
-        return await self._insert_async(conn, self._new_job(None, task, args, kwargs))
-
-    async def add_job_with_options_tx_async(
-        self, conn: AsyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
-    ) -> Job:
-        return await self._insert_async(conn, self._new_job(options, task, args, kwargs))
-
-    def add_jobs_tx(self, conn: SyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
-        """``add_jobs`` inside the caller's transaction."""
-        news = self._new_jobs(batch)
-        self._copy_sync(conn, news)
-        return [n.rid for n in news]
-
-    async def add_jobs_tx_async(self, conn: AsyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
-        news = self._new_jobs(batch)
-        await self._copy_async(conn, news)
-        return [n.rid for n in news]
-
-    def _insert_sync(self, conn: SyncConn, new: NewJob) -> Job:
-        self._loop.refuse_blocking()
-        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
-        self._check_names_sync(cur, [new])
-        cur.execute(self._store.jobs.insert, new._asdict())
-        return self._store.job_from_row(_as_dict(cur, cur.fetchone()))
-
-    async def _insert_async(self, conn: AsyncConn, new: NewJob) -> Job:
-        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
-        await self._check_names_async(cur, [new])
-        await cur.execute(self._store.jobs.insert, new._asdict())
-        return self._store.job_from_row(_as_dict(cur, await cur.fetchone()))
-
-    async def _insert_pooled(self, conn: psycopg.AsyncConnection[Any], new: NewJob) -> Job:
-        """``add_job_async`` on a pooled connection: the insert on libpq directly (``_insert_async``
-        is the same write on the caller's own connection, through psycopg)."""
-        await self._check_names_async(conn.cursor(), [new])
-        return await self._store.insert_job(conn, new)
-
-    def _copy_sync(self, conn: SyncConn, news: list[NewJob]) -> None:
-        self._loop.refuse_blocking()
-        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
-        self._check_names_sync(cur, news)
-        copy_jobs(cur, self._store.jobs.copy, news)
-
-    async def _copy_async(self, conn: AsyncConn, news: list[NewJob]) -> None:
-        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
-        await self._check_names_async(cur, news)
-        await copy_jobs_async(cur, self._store.jobs.copy, news)
-
-    async def _on_pooled(
-        self, write: Callable[[psycopg.AsyncConnection[Any], Any], Coroutine[Any, Any, T]], arg: Any
-    ) -> T:
-        """Run ``write`` on a pooled (autocommit) connection, on the Queuer's loop. No transaction:
-        what a write changes is one statement (one INSERT, or one COPY), atomic on its own, and a
-        transaction around it cost two more round trips (BEGIN, COMMIT) per call."""
-        async with self._store.pool.connection() as conn:
-            return await write(conn, arg)
-
-    # A task (or next-interval function) is known when this queuer or any worker row in the
-    # database lists it. Names found in the database are remembered: the check costs a query only
-    # the first time a name is used.
-    def _missing(self, news: Sequence[NewJob]) -> tuple[list[str], list[str]]:
-        tasks = {n.task_name for n in news} - self.registry.tasks.keys() - self._known_remote_tasks
-        intervals = {n.next_interval for n in news if n.next_interval}
-        intervals -= self.registry.next_intervals.keys() | self._known_remote_intervals
-        return sorted(tasks), sorted(i for i in intervals if i)
-
-    def _check_names_sync(self, cur: psycopg.Cursor[Any], news: Sequence[NewJob]) -> None:
-        tasks, intervals = self._missing(news)
-        if tasks or intervals:
-            cur.execute(self._store.workers.unknown_names, (tasks, intervals))
-            self._note_known(tasks, intervals, cur.fetchall())
-
-    async def _check_names_async(self, cur: psycopg.AsyncCursor[Any], news: Sequence[NewJob]) -> None:
-        tasks, intervals = self._missing(news)
-        if tasks or intervals:
-            await cur.execute(self._store.workers.unknown_names, (tasks, intervals))
-            self._note_known(tasks, intervals, await cur.fetchall())
-
-    def _note_known(self, tasks: list[str], intervals: list[str], unknown_rows: list[Any]) -> None:
-        unknown = [(r["kind"], r["n"]) if isinstance(r, Mapping) else (r[0], r[1]) for r in unknown_rows]
-        if unknown:
-            kind, name = unknown[0]
-            what = "task" if kind == "task" else "next-interval function"
-            how = "add_task" if kind == "task" else "add_next_interval_func"
-            raise UnknownTaskError(
-                f"no worker has registered a {what} named {name!r}; register it with {how}"
-            )
-        self._known_remote_tasks.update(tasks)
-        self._known_remote_intervals.update(intervals)
-
-    def _new_jobs(self, batch: Sequence[BatchJob]) -> list[NewJob]:
-        """Validate and encode a whole batch; per-batch work (rids, parent, names) is done once."""
-        if isinstance(batch, str | bytes) or not isinstance(batch, Sequence):
-            raise ValidationError("add_jobs takes a list of BatchJob")
-        if self._closed:
-            raise QueuerStateError("this queuer has been stopped")
-        rids = uuid7_batch(len(batch))
-        parent = current_job_rid.get()
-        # The common item (no options, no keyword parameters, not inside a task, no parameter
-        # encryption) is built inline: at 20,000 items the general path cost a fifth of add_jobs.
-        plain = parent is None and not self._store.encrypt_parameters
-        default_options = self._default_options_json
-        queued = JobStatus.QUEUED.value
-        names: dict[Any, str] = {}
-        news = []
-        for index, item in enumerate(batch):
-            try:
-                if not isinstance(item, BatchJob):
-                    raise ValidationError(f"{type(item).__name__} is not a BatchJob")
-                params, keyed = item.parameters, item.parameters_keyed
-                if type(params) is not list and type(params) is not tuple:
-                    if isinstance(params, str | bytes | Mapping) or not isinstance(params, Sequence):
-                        raise ValidationError("parameters must be a list or tuple")
-                    params = list(params)
-                if type(keyed) is not dict:
-                    if not isinstance(keyed, Mapping):
-                        raise ValidationError("parameters_keyed must be a dict")
-                    keyed = dict(keyed)
-                try:
-                    name = names[item.task]
-                except (KeyError, TypeError):
-                    name = names[item.task] = self.registry.name_of(item.task)
-                if plain and item.options is None and not keyed:
-                    params_json = dumps(params, "parameters")
-                    news.append(NewJob(rids[index], default_options, name, params_json, "{}", queued, None))
-                else:
-                    news.append(self._encode(item.options, name, params, keyed, rids[index], parent))
-            except ValidationError as exc:
-                raise type(exc)(f"batch item {index}: {exc}") from exc
-        return news
-
-    def _new_job(
-        self, options: Options | None, task: TaskRef, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> NewJob:
-        """Validate and encode one job without I/O; every problem raises here, before any write."""
-        return self._encode(
-            options, self.registry.name_of(task), args, kwargs, uuid7(), current_job_rid.get()
-        )
-
-    def _encode(
-        self,
-        options: Options | None,
-        name: str,
-        args: Sequence[Any],
-        kwargs: dict[str, Any],
-        rid: UUID,
-        parent: UUID | None,
-    ) -> NewJob:
-        if self._closed:
-            raise QueuerStateError("this queuer has been stopped")
-        schedule = None
-        if options is None and parent is None:
-            options_json = self._default_options_json
-        else:
-            if options is not None and not isinstance(options, Options):
-                raise ValidationError(f"options must be an Options, got {type(options).__name__}")
-            opts = (options or Options()).with_defaults(self.default_on_error, parent)
-            schedule = opts.schedule
-            options_json = dumps(opts.to_json(), "options")
-        if kwargs and any(type(k) is not str for k in kwargs):
-            raise ValidationError("keyword parameter names must be strings")
-        new = NewJob(
-            rid=rid,
-            options_json=options_json,
-            task_name=name,
-            parameters_json=dumps(args, "parameters"),
-            parameters_keyed_json=dumps(kwargs, "keyword parameters"),
-            status=JobStatus.SCHEDULED.value if schedule else JobStatus.QUEUED.value,
-            scheduled_at=naive_utc(schedule.start) if schedule else None,
-            next_interval=schedule.next_interval if schedule else None,
-        )
-        return self._store.seal(new)
-
-    # -- reading --------------------------------------------------------------------------------
-    def get_job(self, rid: UUID) -> Job:
-        """The job with ``rid`` from ``job`` (queued, scheduled or running)."""
-        return self._loop.call(self._store.get_job(rid, ended=False))
-
-    async def get_job_async(self, rid: UUID) -> Job:
-        return await self._loop.call_async(self._store.get_job(rid, ended=False))
-
-    def get_job_ended(self, rid: UUID) -> Job:
-        """The job with ``rid`` from ``job_archive`` (succeeded, failed or cancelled)."""
-        return self._loop.call(self._store.get_job(rid, ended=True))
-
-    async def get_job_ended_async(self, rid: UUID) -> Job:
-        return await self._loop.call_async(self._store.get_job(rid, ended=True))
-
-    def get_jobs(self, last_id: int = 0, entries: int = 100) -> list[Job]:
-        """A page of ``job``, newest first; pass the last id of a page to get the next one."""
-        return self._loop.call(self._store.page(self._store.jobs.page_jobs, last_id, entries))
-
-    async def get_jobs_async(self, last_id: int = 0, entries: int = 100) -> list[Job]:
-        return await self._loop.call_async(self._store.page(self._store.jobs.page_jobs, last_id, entries))
-
-    def get_jobs_ended(self, last_id: int = 0, entries: int = 100) -> list[Job]:
-        """A page of ``job_archive``, newest first."""
-        return self._loop.call(self._store.page(self._store.jobs.page_ended, last_id, entries))
-
-    async def get_jobs_ended_async(self, last_id: int = 0, entries: int = 100) -> list[Job]:
-        return await self._loop.call_async(self._store.page(self._store.jobs.page_ended, last_id, entries))
-
-    def get_jobs_by_worker_rid(self, worker_rid: UUID, last_id: int = 0, entries: int = 100) -> list[Job]:
-        """A page of the jobs in ``job`` claimed by one worker."""
-        return self._loop.call(
-            self._store.page(self._store.jobs.page_by_worker, last_id, entries, worker_rid=worker_rid)
-        )
-
-    async def get_jobs_by_worker_rid_async(
-        self, worker_rid: UUID, last_id: int = 0, entries: int = 100
-    ) -> list[Job]:
-        return await self._loop.call_async(
-            self._store.page(self._store.jobs.page_by_worker, last_id, entries, worker_rid=worker_rid)
-        )
-
-    def get_worker(self, rid: UUID) -> Worker:
-        return self._loop.call(self._store.get_worker(rid))
-
-    async def get_worker_async(self, rid: UUID) -> Worker:
-        return await self._loop.call_async(self._store.get_worker(rid))
-
-    def cancel_job(self, rid: UUID) -> Job:
-        """Move a queued, scheduled or running job to the archive as CANCELLED (running ones stop)."""
-        return self._loop.call(self._store.cancel(rid))
-
-    async def cancel_job_async(self, rid: UUID) -> Job:
-        return await self._loop.call_async(self._store.cancel(rid))
-
-    def cancel_all_jobs_by_worker(self, worker_rid: UUID) -> list[Job]:
-        """Cancel every job in ``job`` that names this worker (running or handed back); archived
-        CANCELLED in one statement. Returns the cancelled jobs."""
-        return self._loop.call(self._store.cancel_by_worker(worker_rid))
-
-    async def cancel_all_jobs_by_worker_async(self, worker_rid: UUID) -> list[Job]:
-        return await self._loop.call_async(self._store.cancel_by_worker(worker_rid))
-
-    def readd_job_from_archive(self, rid: UUID) -> Job:
-        """Enqueue a new job (new rid) with the task, parameters and options of an archived one;
-        a schedule makes it SCHEDULED at its original start (so usually due at once)."""
-        return self._loop.call(self._store.readd(rid))
-
-    async def readd_job_from_archive_async(self, rid: UUID) -> Job:
-        return await self._loop.call_async(self._store.readd(rid))
-
-    # -- waiting --------------------------------------------------------------------------------
-    def wait_for_job_finished(self, rid: UUID, timeout_seconds: float = 30.0) -> Job:
-        """Block until the job is in the archive and return it; raises ``WaitTimeoutError``.
-
-        Driven by the ``job_archive`` notification of that rid, not by polling."""
-        return self._loop.call(self._wait(rid, timeout_seconds))
-
-    async def wait_for_job_finished_async(self, rid: UUID, timeout_seconds: float = 30.0) -> Job:
-        return await self._loop.call_async(self._wait(rid, timeout_seconds))
-
-    async def _wait(self, rid: UUID, timeout: float) -> Job:
-        await self._ensure_listener()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters[rid].append(fut)
-        self._update_channels()  # a saturated worker listens to job_archive again
-        try:
-            if rid not in await self._store.find_ended([rid]):
-                try:
-                    await asyncio.wait_for(fut, timeout)
-                except TimeoutError:
-                    raise WaitTimeoutError(f"job {rid} did not finish within {timeout}s") from None
-            return await self._store.get_job(rid, ended=True)
-        finally:
-            waiting = self._waiters.get(rid)
-            if waiting is not None:
-                waiting.remove(fut)
-                if not waiting:
-                    del self._waiters[rid]
+        super()._on_event(event)
+        if (
+            event.channel == "job_archive"
+            and event.rid is not None
+            and event.status is JobStatus.CANCELLED
+            and self._runtime is not None
+        ):
+            self._runtime.cancel_running(event.rid)
 
 
-def _as_dict(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], row: Any) -> dict[str, Any]:
-    """A row of the caller's cursor as a dict, whatever row factory the caller uses."""
-    if isinstance(row, Mapping):
-        return dict(row)
-    names = [c.name for c in cur.description or []]
-    return dict(zip(names, row, strict=True))
+_sigterm_lock = threading.Lock()
+
+
+def _stop_on_sigterm() -> None:
+    """Where SIGTERM would kill the process outright (no handler of the application's), make it
+    raise ``SystemExit`` in the main thread instead, so the exit handler stops every worker: its
+    row becomes STOPPED and its running jobs go back to the queue."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    with _sigterm_lock:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def new_queuer(name: str, max_concurrency: int, *on_error: OnError, **settings: Any) -> Queuer:
     """A Queuer configured from ``QUEUER_DB_*`` / ``QUEUER_DB_URL``, ``QUEUER_ENCRYPTION_KEY`` and
     ``QUEUER_ENCRYPTION_OLD_KEYS`` (comma-separated keys still accepted for reading)."""
-    old_keys = [k for k in os.environ.get("QUEUER_ENCRYPTION_OLD_KEYS", "").split(",") if k]
-    settings.setdefault("old_encryption_keys", old_keys)
-    return Queuer(
-        name,
-        max_concurrency,
-        *on_error,
-        db_config=DatabaseConfiguration.from_env(),
-        encryption_key=os.environ.get("QUEUER_ENCRYPTION_KEY") or None,
-        **settings,
-    )
+    options = {**env_encryption(), **settings}
+    return Queuer(name, max_concurrency, *on_error, db_config=DatabaseConfiguration.from_env(), **options)
 
 
 def new_queuer_with_db(
@@ -861,5 +431,10 @@ def new_queuer_with_db(
 ) -> Queuer:
     """A Queuer with an explicit configuration and encryption key (None or "" = no encryption)."""
     return Queuer(
-        name, max_concurrency, *on_error, db_config=db_config, encryption_key=encryption_key, **settings
+        name,
+        max_concurrency,
+        *on_error,
+        db_config=db_config,
+        encryption_key=encryption_key or None,
+        **settings,
     )

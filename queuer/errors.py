@@ -2,6 +2,7 @@
 
 from queuer.model.errors import (
     ConfigurationError,
+    DatabaseConnectionError,
     DecryptionError,
     DuplicateTaskError,
     JobNotFoundError,
@@ -16,6 +17,7 @@ from queuer.model.errors import (
 
 __all__ = [
     "ConfigurationError",
+    "DatabaseConnectionError",
     "DecryptionError",
     "DuplicateTaskError",
     "JobNotFoundError",

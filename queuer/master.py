@@ -110,10 +110,11 @@ class MasterRole:
 
     async def _tick(self) -> None:
         s = self.settings
-        stale = await self.store.execute(self.table.stale_workers, (s.worker_stale_threshold,))
+        threshold = {"threshold": s.worker_stale_threshold}
+        stale = await self.store.execute(self.table.stale_workers, threshold)
         for row in stale:
             log.warning("worker %s stopped heartbeating: marked STOPPED", row["rid"])
-        counts = await self.store.execute(self.table.rescue, {"grace": s.worker_stale_threshold})
+        counts = await self.store.execute(self.table.rescue, threshold)
         if counts and (counts[0]["requeued"] or counts[0]["failed"]):
             log.warning(
                 "rescued jobs of dead workers: %s back in the queue, %s failed (no retries left)",
@@ -121,6 +122,7 @@ class MasterRole:
                 counts[0]["failed"],
             )
         await self.store.execute(self.table.delete_workers, (s.worker_delete_threshold,))
+        await self.store.execute(self.table.forget_workers, ())
         # A producer's big batch: autovacuum may come minutes later.
         await self.store.refresh_statistics(self.store.jobs.needs_analyze)
         if s.retention_archive > timedelta(0) and not self._hypertable:

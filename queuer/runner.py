@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
 import multiprocessing
+import multiprocessing.forkserver
+import os
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,7 +42,7 @@ def _error_text(exc: BaseException) -> str:
 def _run_in_thread(
     loop: asyncio.AbstractEventLoop,
     ctx: contextvars.Context,
-    task: Task,
+    task: Task[..., Any],
     args: list[Any],
     kwargs: dict[str, Any],
 ) -> asyncio.Future[Any]:
@@ -70,25 +73,77 @@ class ProcessTaskError(Exception):
     """The task failed in its process; the text is already ``"Type: message"``."""
 
 
-def _process_main(send: Connection, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+# Set in the environment of the fork server that starts process=True tasks, and so of every task
+# process: importing the task's module there may build a Queuer, which must not become a worker.
+TASK_PROCESS_ENV = "QUEUER_TASK_PROCESS"
+_task_process = False
+_fork_server_lock = threading.Lock()
+
+
+def in_task_process() -> bool:
+    """True in the fork server and the processes of ``process=True`` tasks."""
+    return _task_process or os.environ.get(TASK_PROCESS_ENV) == "1"
+
+
+def _task_context() -> Any:
+    """The forkserver context, its server started with ``TASK_PROCESS_ENV`` set (the server
+    imports the main module once, and every task process inherits its environment)."""
+    ctx = multiprocessing.get_context("forkserver")
+    with _fork_server_lock:
+        previous = os.environ.get(TASK_PROCESS_ENV)
+        os.environ[TASK_PROCESS_ENV] = "1"
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            if previous is None:
+                os.environ.pop(TASK_PROCESS_ENV, None)
+            else:
+                os.environ[TASK_PROCESS_ENV] = previous
+    return ctx
+
+
+def _reference(fn: Any) -> Any:
+    """``fn`` as (module, qualified name) when it can be found again by import, else ``fn``: the
+    module is then imported in the task process after it knows what it is, and a decorated
+    function (now a ``Task`` in its module) is found through its wrapper."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not isinstance(module, str) or not qualname or "<" in qualname:
+        return fn
+    return (module, qualname)
+
+
+def _resolve(ref: Any) -> Any:
+    if not isinstance(ref, tuple):
+        return ref
+    module, qualname = ref
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target.fn if isinstance(target, Task) else target
+
+
+def _process_main(send: Connection, ref: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+    global _task_process
+    _task_process = True
+    os.environ.pop(TASK_PROCESS_ENV, None)  # not inherited by what the task itself starts
     try:
-        result = fn(*args, **kwargs)
+        result = _resolve(ref)(*args, **kwargs)
     except BaseException as exc:  # reported to the parent as the job's error
         send.send((False, _error_text(exc)))
     else:
         send.send((True, result))
 
 
-async def _run_in_process(task: Task, args: list[Any], kwargs: dict[str, Any]) -> Any:
+async def _run_in_process(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     """Run a plain function in a process of its own; on timeout or cancellation it is killed.
 
     The forkserver start method is safe in a threaded parent; the function, its arguments and its
     result must be picklable (a module-level function).
     """
     loop = asyncio.get_running_loop()
-    ctx = multiprocessing.get_context("forkserver")
+    ctx = await loop.run_in_executor(None, _task_context)
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_process_main, args=(send, task.fn, args, kwargs), daemon=True)
+    proc = ctx.Process(target=_process_main, args=(send, _reference(task.fn), args, kwargs), daemon=True)
     await loop.run_in_executor(None, proc.start)
     send.close()
     done: asyncio.Future[tuple[bool, Any]] = loop.create_future()
@@ -116,7 +171,7 @@ async def _run_in_process(task: Task, args: list[Any], kwargs: dict[str, Any]) -
     return value
 
 
-async def run_job(task: Task, job: Job, on_error: OnError | None) -> Outcome:
+async def run_job(task: Task[..., Any], job: Job, on_error: OnError | None) -> Outcome:
     """Execute ``task`` for ``job`` once and decide: SUCCEEDED, FAILED, or retry later."""
     current_job_rid.set(job.rid)
     timeout = on_error.timeout if on_error and on_error.timeout > 0 else None

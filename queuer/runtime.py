@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -42,6 +42,10 @@ log = logging.getLogger("queuer.worker")
 # "two full claims" rule, batches of 50 jobs at 5,000 jobs/s flipped the state 168 times a second.
 SATURATED_AFTER_JOBS = 100
 LONG_JOB = 1.0  # seconds; a job running this long may well be cancelled while it runs
+# A started worker counts as dead once it missed this many heartbeats (and at least MIN_STALE_AFTER
+# seconds passed): long enough for a slow database, short enough to rescue its jobs within a minute.
+STALE_AFTER_HEARTBEATS = 4
+MIN_STALE_AFTER = 10.0
 
 
 @dataclass
@@ -52,6 +56,11 @@ class RuntimeSettings:
     heartbeat_interval: float = 5.0
     retry_backoff_max: float = 5.0
     flush_delay: float = 0.002  # how long ended jobs wait for others to share their transaction
+
+    @property
+    def stale_after(self) -> timedelta:
+        """How long this worker may go without a heartbeat before the master declares it dead."""
+        return timedelta(seconds=max(STALE_AFTER_HEARTBEATS * self.heartbeat_interval, MIN_STALE_AFTER))
 
 
 class Runtime:

@@ -76,3 +76,12 @@ CREATE INDEX IF NOT EXISTS idx_master_worker_id ON master (worker_id);
 CREATE INDEX IF NOT EXISTS idx_master_worker_rid ON master (worker_rid);
 
 INSERT INTO master DEFAULT VALUES ON CONFLICT (id) DO NOTHING;
+
+-- Python's own table (Go never reads it): how long each started Python worker may go without a
+-- heartbeat before the master declares it dead. Workers without a row here (Go workers, and
+-- Python processes never started) get the Go threshold. No foreign key: Go's tables stay as Go
+-- made them; the master deletes rows whose worker is gone.
+CREATE TABLE IF NOT EXISTS queuer_py_worker (
+    worker_id BIGINT PRIMARY KEY,
+    stale_after INTERVAL NOT NULL
+);

@@ -167,6 +167,7 @@ def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.C
         ("job", "queuer_py_job_claim"),
         ("job_archive", "queuer_py_job_archive_rid"),
         ("job_archive", "queuer_py_job_archive_updated_at"),
+        ("queuer_py_worker", "queuer_py_worker_pkey"),
     }
     assert names == required | ours
     defs = {i: d for _, i, d in cat["indexes"]}
@@ -413,7 +414,7 @@ def test_integers_are_never_written_as_floats() -> None:
     settings = MasterSettings(master_lock_timeout=timedelta(minutes=5), retention_archive=timedelta(days=7))
     assert settings.to_json() == {
         "master_lock_timeout": 300_000_000_000,
-        "master_poll_interval": 60_000_000_000,
+        "master_poll_interval": 10_000_000_000,
         "retention_archive": 604_800_000_000_000,
         "worker_stale_threshold": 300_000_000_000,
         "worker_delete_threshold": 86_400_000_000_000,

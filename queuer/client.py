@@ -1,0 +1,768 @@
+"""The producer side of queuer: ``Client`` enqueues, reads, waits, cancels and listens, and never
+writes a worker row. ``Queuer`` (a worker) is a ``Client`` that also runs tasks.
+
+Every I/O method is written once, as ``name_async``, and runs on the client's own event loop (a
+background thread); ``name`` is its blocking twin made by ``twins.blocking``. The blocking enqueue
+methods are the exception: they write from the caller's thread on a connection of their own, so
+that a web request's ``add_job`` costs one round trip and no hop between threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import inspect
+import logging
+import os
+import threading
+import weakref
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+
+from queuer.database import DatabaseConfiguration, NewJob, install_schema
+from queuer.database.batch import copy_jobs, copy_jobs_async
+from queuer.database.encryption import PgpCodec
+from queuer.database.listener import Listener, parse_payload
+from queuer.database.store import Store
+from queuer.model import (
+    BatchJob,
+    Job,
+    JobEvent,
+    JobStatus,
+    Master,
+    OnError,
+    Options,
+    QueuerStateError,
+    UnknownTaskError,
+    ValidationError,
+    WaitTimeoutError,
+    Worker,
+    WorkerStatus,
+    uuid7,
+    uuid7_batch,
+)
+from queuer.model.jsoncodec import as_rid, dumps, naive_utc, require_int
+
+from .loop import LoopThread
+from .runner import current_job_rid
+from .tasks import TaskRegistry
+from .twins import blocking
+
+log = logging.getLogger("queuer")
+
+T = TypeVar("T")
+EventCallback = Callable[[JobEvent], Any]
+JobCallback = Callable[[Job], Any]
+TaskRef = str | Callable[..., Any]
+SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
+AsyncConn = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
+ANALYZE_AFTER = 1000  # new jobs (one batch of ours, or seen queued by a worker) before an ANALYZE
+ENCRYPTION_KEY_ENV = "QUEUER_ENCRYPTION_KEY"
+OLD_KEYS_ENV = "QUEUER_ENCRYPTION_OLD_KEYS"
+
+# Clients and workers still open, closed at interpreter exit (end of a script, an uncaught
+# exception, Ctrl-C, SIGTERM with the handler a worker installs) so nothing is left behind.
+_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for client in list(_open_clients):
+        try:
+            client._close_at_exit()
+        except Exception:  # one failure must not keep the others open
+            log.exception("closing %r at interpreter exit failed", client)
+
+
+class Client:
+    """A connection to one queuer database for producers: enqueue, read, wait, cancel, listen.
+
+    It never registers a worker, so web apps, scripts and admin tools can use it freely. Build it
+    with ``queuer.connect()`` (configuration from the environment) or ``connect_with_db``.
+    """
+
+    def __init__(
+        self,
+        db_config: DatabaseConfiguration,
+        encryption_key: str | None = None,
+        *,
+        on_error: OnError | None = None,
+        pool_size: int = 5,
+        encrypt_parameters: bool = False,
+        old_encryption_keys: Sequence[str] = (),
+        thread_name: str = "queuer-client",
+    ) -> None:
+        if not isinstance(db_config, DatabaseConfiguration):
+            raise ValidationError("db_config must be a DatabaseConfiguration")
+        if on_error is not None and not isinstance(on_error, OnError):
+            raise ValidationError("on_error must be an OnError")
+        require_int("pool_size", pool_size, minimum=2)
+        if encrypt_parameters and not encryption_key:
+            raise ValidationError("encrypt_parameters needs an encryption key")
+        self.default_on_error = on_error
+        self._default_options_json = dumps(Options(on_error=on_error).to_json(), "options")
+        self.registry = TaskRegistry()
+        codec = PgpCodec(encryption_key, old_encryption_keys) if encryption_key else None
+        self._store = Store(db_config, pool_size, codec, encrypt_parameters)
+        self._known_remote_tasks: set[str] = set()
+        self._known_remote_intervals: set[str] = set()
+        self._waiters: dict[UUID, list[asyncio.Future[None]]] = defaultdict(list)
+        self._callbacks: dict[str, list[EventCallback]] = {"insert": [], "update": [], "delete": []}
+        self._listener: Listener | None = None
+        self._listener_task: asyncio.Task[None] | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._background: set[asyncio.Task[Any]] = set()  # strong references until done
+        self._maintenance: set[asyncio.Task[None]] = set()  # waited for before the pool closes
+        self._refreshing = False  # a statistics refresh is running
+        self._refresh_again = False  # and another was asked for meanwhile
+        self._closed = False
+        self._loop = LoopThread(thread_name)
+        try:
+            self._loop.call(self._open())
+        except BaseException:
+            self._loop.close()
+            raise
+        _open_clients.add(self)
+
+    async def _open(self) -> None:
+        await install_schema(self._store.config)
+        await self._store.open()
+
+    @property
+    def config(self) -> DatabaseConfiguration:
+        return self._store.config
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self: T) -> T:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close_async()
+
+    # -- closing --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connections (waits and listeners end). Later calls do nothing."""
+        self._close(None)
+
+    async def close_async(self) -> None:
+        await self._close_async(None)
+
+    def _close(self, grace: float | None, cancel_running: bool = False) -> None:
+        with self._stop_lock:  # one caller closes; others wait for it and return
+            if self._loop.loop.is_closed():
+                return
+            try:
+                self._loop.call(self._stop(grace, cancel_running))
+            finally:
+                self._loop.close()
+                self._store.close_sync()
+                _open_clients.discard(self)
+
+    async def _close_async(self, grace: float | None) -> None:
+        if self._loop.loop.is_closed():
+            return
+        await self._loop.call_async(self._stop(grace))
+        self._loop.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._store.close_sync)
+        _open_clients.discard(self)
+
+    def _close_at_exit(self) -> None:
+        """The interpreter is exiting without ``close()``: close now (no executor is left to use)."""
+        self.close()
+
+    async def _stop(self, grace: float | None, cancel_running: bool = False) -> None:
+        """Shut down once; later calls wait for the same shutdown."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self._shutdown(grace, cancel_running))
+        await asyncio.shield(self._stop_task)
+
+    async def _shutdown(self, grace: float | None, cancel_running: bool) -> None:
+        """What every client does when it closes; a worker does its part first (see Queuer)."""
+        self._closed = True
+        if self._listener_task is not None:
+            self._listener_task.cancel()
+            await asyncio.gather(self._listener_task, return_exceptions=True)
+        for futures in self._waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, *self._maintenance, return_exceptions=True)
+        await self._store.close()
+        self._stopped.set()
+
+    # -- notifications --------------------------------------------------------------------------
+    async def _ensure_listener(self) -> None:
+        if self._listener is None:
+            self._listener = Listener(self._store.config, self._on_notify, self._on_listener_connect)
+            self._listener_task = asyncio.get_running_loop().create_task(self._listener.run())
+        await asyncio.wait_for(self._listener.connected.wait(), timeout=60)
+
+    async def _on_listener_connect(self) -> None:
+        """After a (re)connect: settle waiters whose jobs ended meanwhile (notifications sent while
+        disconnected are gone)."""
+        for rid in await self._store.find_ended(list(self._waiters)):
+            self._settle_waiters(rid)
+
+    def _listening_channels(self) -> set[str]:
+        """The channels this client needs now (a worker may need fewer, see Queuer)."""
+        channels = {"job_archive"}
+        if self._callbacks["insert"] or self._callbacks["update"]:
+            channels.add("job")
+        return channels
+
+    def _update_channels(self) -> None:
+        if self._listener is not None:
+            self._listener.set_channels(frozenset(self._listening_channels()))
+
+    def _settle_waiters(self, rid: UUID) -> None:
+        for fut in self._waiters.get(rid, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        """Decode a notification only when someone needs its rid or status."""
+        if channel == "job":
+            queued = '"QUEUED"' in payload or '"SCHEDULED"' in payload
+            if not self._callbacks["insert" if queued else "update"]:
+                return
+        elif not (self._waiters or self._callbacks["delete"]):
+            return
+        event = parse_payload(channel, payload)
+        if event is not None:
+            self._on_event(event)
+
+    def _on_event(self, event: JobEvent) -> None:
+        if event.channel == "job":
+            queued = event.status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
+            self._fire("insert" if queued else "update", event)
+            return
+        if event.rid is not None:
+            self._settle_waiters(event.rid)
+        self._fire("delete", event)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _fire(self, kind: str, event: JobEvent) -> None:
+        loop = asyncio.get_running_loop()
+        for callback in self._callbacks[kind]:
+            if inspect.iscoroutinefunction(callback):
+                self._spawn(callback(event))
+            else:
+                loop.run_in_executor(None, callback, event)
+
+    def _listen(
+        self, kind: str, callback: EventCallback | None, notify_function: JobCallback | None
+    ) -> Callable[[], None]:
+        if (callback is None) == (notify_function is None):
+            raise ValidationError("pass one callback (or notify_function=, which receives the Job)")
+        chosen: EventCallback = callback if callback is not None else self._job_callback(notify_function)
+        if not callable(chosen):
+            raise ValidationError("callback must be callable")
+        self._callbacks[kind].append(chosen)
+        self._loop.call(self._ensure_listener())
+        self._loop.loop.call_soon_threadsafe(self._update_channels)
+        return lambda: self._callbacks[kind].remove(chosen)  # channels follow at the next change
+
+    def _job_callback(self, notify_function: Any) -> EventCallback:
+        """queuerPy's listener form: the callback receives the Job the event is about."""
+        if not callable(notify_function):
+            raise ValidationError("notify_function must be callable")
+
+        async def deliver(event: JobEvent) -> None:
+            if event.rid is None:
+                return
+            try:
+                job = await self._store.find_job(event.rid)
+            except Exception:  # gone already (cancelled and purged), or unreadable: nothing to say
+                log.debug("no job %s to deliver to a listener", event.rid, exc_info=True)
+                return
+            if inspect.iscoroutinefunction(notify_function):
+                await notify_function(job)
+            else:
+                await asyncio.get_running_loop().run_in_executor(None, notify_function, job)
+
+        return deliver
+
+    def listen_for_job_insert(
+        self, callback: EventCallback | None = None, *, notify_function: JobCallback | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback(JobEvent)`` for every job inserted or put back in the queue (any process);
+        with ``notify_function=`` the function receives the ``Job`` instead. Returns a function that
+        unsubscribes. Sync callbacks run in a thread, async ones on the loop."""
+        return self._listen("insert", callback, notify_function)
+
+    def listen_for_job_update(
+        self, callback: EventCallback | None = None, *, notify_function: JobCallback | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback(JobEvent)`` for every other change of a job row (e.g. claimed: RUNNING)."""
+        return self._listen("update", callback, notify_function)
+
+    def listen_for_job_delete(
+        self, callback: EventCallback | None = None, *, notify_function: JobCallback | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback(JobEvent)`` when a job leaves ``job`` for the archive (finished/cancelled)."""
+        return self._listen("delete", callback, notify_function)
+
+    # -- enqueue --------------------------------------------------------------------------------
+    def add_job(self, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``task(*args, **kwargs)``; positional arguments are what Go workers receive."""
+        return self.add_job_with_options(None, task, *args, **kwargs)
+
+    async def add_job_async(self, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+        return await self.add_job_with_options_async(None, task, *args, **kwargs)
+
+    def add_job_with_options(self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+        new = self._new_job(options, task, args, kwargs)
+        self._loop.refuse_blocking()
+        with self._store.sync_connection() as conn:
+            self._check_names_sync(conn.cursor(), [new])
+            return self._store.insert_job_blocking(conn, new)
+
+    async def add_job_with_options_async(
+        self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
+    ) -> Job:
+        new = self._new_job(options, task, args, kwargs)
+        return await self._loop.call_async(self._on_pooled(self._insert_pooled, new))
+
+    def add_jobs(self, batch: Sequence[BatchJob]) -> list[UUID]:
+        """Enqueue many jobs with one binary COPY; returns their rids in input order.
+
+        Every item is validated before anything is sent: one bad item raises and nothing is written.
+        """
+        news = self._new_jobs(batch)
+        with self._store.sync_connection() as conn:  # autocommit: the COPY is one statement
+            self._copy_sync(conn, news)
+        self._after_batch(len(news))
+        return [n.rid for n in news]
+
+    async def add_jobs_async(self, batch: Sequence[BatchJob]) -> list[UUID]:
+        news = self._new_jobs(batch)
+        await self._loop.call_async(self._on_pooled(self._copy_async, news))
+        self._after_batch(len(news))
+        return [n.rid for n in news]
+
+    def _after_batch(self, count: int) -> None:
+        if count >= ANALYZE_AFTER and not self._loop.loop.is_closed():
+            self._loop.loop.call_soon_threadsafe(self._refresh_statistics)
+
+    def _refresh_statistics(self, precheck: str | None = None) -> None:
+        """Refresh ``job``'s statistics in the background (on the loop; the caller does not wait):
+        after a big batch of ours, or when a worker asks (see Queuer). One refresh at a time; an
+        unconditional request that arrives while one runs gets one more afterwards (its rows may
+        have been too late)."""
+        if self._closed:
+            return
+        if self._refreshing:
+            self._refresh_again = self._refresh_again or precheck is None
+            return
+        self._refreshing = True
+        self._on_refresh_started(precheck)
+
+        async def refresh() -> None:
+            try:
+                await self._store.refresh_statistics(precheck)
+            finally:
+                self._refreshing = False
+                if self._refresh_again:
+                    self._refresh_again = False
+                    self._refresh_statistics()
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._maintenance.add(task)
+        task.add_done_callback(self._maintenance.discard)
+
+    def _on_refresh_started(self, precheck: str | None) -> None:
+        """Hook for a worker, which counts the queued jobs it sees between refreshes."""
+
+    # Transactional enqueue: the job is written on the caller's connection (or cursor) and commits or
+    # rolls back with the caller's own work; workers see it only after the commit. The blocking and
+    # async methods above are these same code paths on a pooled connection.
+    def add_job_tx(self, conn: SyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+        """``add_job`` inside the caller's transaction (a psycopg ``Connection`` or ``Cursor``)."""
+        return self._insert_sync(conn, self._new_job(None, task, args, kwargs))
+
+    def add_job_with_options_tx(
+        self, conn: SyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
+    ) -> Job:
+        return self._insert_sync(conn, self._new_job(options, task, args, kwargs))
+
+    async def add_job_tx_async(self, conn: AsyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+        """``add_job`` inside the caller's transaction (an ``AsyncConnection`` or ``AsyncCursor``)."""
+        return await self._insert_async(conn, self._new_job(None, task, args, kwargs))
+
+    async def add_job_with_options_tx_async(
+        self, conn: AsyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
+    ) -> Job:
+        return await self._insert_async(conn, self._new_job(options, task, args, kwargs))
+
+    def add_jobs_tx(self, conn: SyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
+        """``add_jobs`` inside the caller's transaction."""
+        news = self._new_jobs(batch)
+        self._copy_sync(conn, news)
+        return [n.rid for n in news]
+
+    async def add_jobs_tx_async(self, conn: AsyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
+        news = self._new_jobs(batch)
+        await self._copy_async(conn, news)
+        return [n.rid for n in news]
+
+    def _insert_sync(self, conn: SyncConn, new: NewJob) -> Job:
+        self._loop.refuse_blocking()
+        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
+        self._check_names_sync(cur, [new])
+        cur.execute(self._store.jobs.insert, new._asdict())
+        return self._store.job_from_row(_as_dict(cur, cur.fetchone()))
+
+    async def _insert_async(self, conn: AsyncConn, new: NewJob) -> Job:
+        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
+        await self._check_names_async(cur, [new])
+        await cur.execute(self._store.jobs.insert, new._asdict())
+        return self._store.job_from_row(_as_dict(cur, await cur.fetchone()))
+
+    async def _insert_pooled(self, conn: psycopg.AsyncConnection[Any], new: NewJob) -> Job:
+        """``add_job_async`` on a pooled connection: the insert on libpq directly (``_insert_async``
+        is the same write on the caller's own connection, through psycopg)."""
+        await self._check_names_async(conn.cursor(), [new])
+        return await self._store.insert_job(conn, new)
+
+    def _copy_sync(self, conn: SyncConn, news: list[NewJob]) -> None:
+        self._loop.refuse_blocking()
+        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
+        self._check_names_sync(cur, news)
+        copy_jobs(cur, self._store.jobs.copy, news)
+
+    async def _copy_async(self, conn: AsyncConn, news: list[NewJob]) -> None:
+        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
+        await self._check_names_async(cur, news)
+        await copy_jobs_async(cur, self._store.jobs.copy, news)
+
+    async def _on_pooled(
+        self, write: Callable[[psycopg.AsyncConnection[Any], Any], Coroutine[Any, Any, T]], arg: Any
+    ) -> T:
+        """Run ``write`` on a pooled (autocommit) connection, on the client's loop. No transaction:
+        what a write changes is one statement (one INSERT, or one COPY), atomic on its own."""
+        async with self._store.pool.connection() as conn:
+            return await write(conn, arg)
+
+    # A task (or next-interval function) is known when this process or any worker row in the
+    # database lists it. Names found in the database are remembered: the check costs a query only
+    # the first time a name is used.
+    def _missing(self, news: Sequence[NewJob]) -> tuple[list[str], list[str]]:
+        tasks = {n.task_name for n in news} - self.registry.tasks.keys() - self._known_remote_tasks
+        intervals = {n.next_interval for n in news if n.next_interval}
+        intervals -= self.registry.next_intervals.keys() | self._known_remote_intervals
+        return sorted(tasks), sorted(i for i in intervals if i)
+
+    def _check_names_sync(self, cur: psycopg.Cursor[Any], news: Sequence[NewJob]) -> None:
+        tasks, intervals = self._missing(news)
+        if tasks or intervals:
+            cur.execute(self._store.workers.unknown_names, (tasks, intervals))
+            self._note_known(tasks, intervals, cur.fetchall())
+
+    async def _check_names_async(self, cur: psycopg.AsyncCursor[Any], news: Sequence[NewJob]) -> None:
+        tasks, intervals = self._missing(news)
+        if tasks or intervals:
+            await cur.execute(self._store.workers.unknown_names, (tasks, intervals))
+            self._note_known(tasks, intervals, await cur.fetchall())
+
+    def _note_known(self, tasks: list[str], intervals: list[str], unknown_rows: list[Any]) -> None:
+        unknown = [(r["kind"], r["n"]) if isinstance(r, Mapping) else (r[0], r[1]) for r in unknown_rows]
+        if unknown:
+            kind, name = unknown[0]
+            what = "task" if kind == "task" else "next-interval function"
+            how = "add_task" if kind == "task" else "add_next_interval_func"
+            raise UnknownTaskError(
+                f"no worker has registered a {what} named {name!r}; register it with {how}"
+            )
+        self._known_remote_tasks.update(tasks)
+        self._known_remote_intervals.update(intervals)
+
+    def _new_jobs(self, batch: Sequence[BatchJob]) -> list[NewJob]:
+        """Validate and encode a whole batch; per-batch work (rids, parent, names) is done once."""
+        if isinstance(batch, str | bytes) or not isinstance(batch, Sequence):
+            raise ValidationError("add_jobs takes a list of BatchJob")
+        if self._closed:
+            raise QueuerStateError("this queuer has been stopped")
+        rids = uuid7_batch(len(batch))
+        parent = current_job_rid.get()
+        # The common item (no options, no keyword parameters, not inside a task, no parameter
+        # encryption) is built inline: the general path cost a fifth of add_jobs.
+        plain = parent is None and not self._store.encrypt_parameters
+        default_options = self._default_options_json
+        queued = JobStatus.QUEUED.value
+        names: dict[Any, str] = {}
+        tasks = self.registry.tasks
+        news = []
+        for index, item in enumerate(batch):
+            try:
+                if not isinstance(item, BatchJob):
+                    raise ValidationError(f"{type(item).__name__} is not a BatchJob")
+                params, keyed = item.parameters, item.parameters_keyed
+                if type(params) is not list and type(params) is not tuple:
+                    if isinstance(params, str | bytes | Mapping) or not isinstance(params, Sequence):
+                        raise ValidationError("parameters must be a list or tuple")
+                    params = list(params)
+                if type(keyed) is not dict:
+                    if not isinstance(keyed, Mapping):
+                        raise ValidationError("parameters_keyed must be a dict")
+                    keyed = dict(keyed)
+                try:
+                    name = names[item.task]
+                except (KeyError, TypeError):
+                    name = names[item.task] = self.registry.name_of(item.task)
+                local = tasks.get(name)
+                if local is not None:
+                    local.check_call(params, keyed)
+                if plain and item.options is None and not keyed:
+                    params_json = dumps(params, "parameters")
+                    news.append(NewJob(rids[index], default_options, name, params_json, "{}", queued, None))
+                else:
+                    news.append(self._encode(item.options, name, params, keyed, rids[index], parent))
+            except ValidationError as exc:
+                raise type(exc)(f"batch item {index}: {exc}") from exc
+        return news
+
+    def _new_job(
+        self, options: Options | None, task: TaskRef, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> NewJob:
+        """Validate and encode one job without I/O; every problem raises here, before any write."""
+        name = self.registry.name_of(task)
+        local = self.registry.tasks.get(name)
+        if local is not None:
+            local.check_call(args, kwargs)
+        return self._encode(options, name, args, kwargs, uuid7(), current_job_rid.get())
+
+    def _encode(
+        self,
+        options: Options | None,
+        name: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        rid: UUID,
+        parent: UUID | None,
+    ) -> NewJob:
+        if self._closed:
+            raise QueuerStateError("this queuer has been stopped")
+        schedule = None
+        if options is None and parent is None:
+            options_json = self._default_options_json
+        else:
+            if options is not None and not isinstance(options, Options):
+                raise ValidationError(f"options must be an Options, got {type(options).__name__}")
+            opts = (options or Options()).with_defaults(self.default_on_error, parent)
+            schedule = opts.schedule
+            options_json = dumps(opts.to_json(), "options")
+        if kwargs and any(type(k) is not str for k in kwargs):
+            raise ValidationError("keyword parameter names must be strings")
+        new = NewJob(
+            rid=rid,
+            options_json=options_json,
+            task_name=name,
+            parameters_json=dumps(args, "parameters"),
+            parameters_keyed_json=dumps(kwargs, "keyword parameters"),
+            status=JobStatus.SCHEDULED.value if schedule else JobStatus.QUEUED.value,
+            scheduled_at=naive_utc(schedule.start) if schedule else None,
+            next_interval=schedule.next_interval if schedule else None,
+        )
+        return self._store.seal(new)
+
+    # -- reading --------------------------------------------------------------------------------
+    async def get_job_async(self, rid: UUID | str) -> Job:
+        """The job with ``rid`` from ``job`` (queued, scheduled or running)."""
+        return await self._loop.call_async(self._store.get_job(as_rid(rid), ended=False))
+
+    async def get_job_ended_async(self, rid: UUID | str) -> Job:
+        """The job with ``rid`` from ``job_archive`` (succeeded, failed or cancelled)."""
+        return await self._loop.call_async(self._store.get_job(as_rid(rid), ended=True))
+
+    async def find_job_async(self, rid: UUID | str) -> Job:
+        """The job with ``rid`` wherever it is: in ``job`` while it waits or runs, in
+        ``job_archive`` once it ended. Raises ``JobNotFoundError`` when it is in neither."""
+        return await self._loop.call_async(self._store.find_job(as_rid(rid)))
+
+    async def get_jobs_async(
+        self,
+        last_id: int = 0,
+        entries: int = 100,
+        *,
+        status: JobStatus | str | None = None,
+        task: TaskRef | None = None,
+        search: str | None = None,
+    ) -> list[Job]:
+        """A page of ``job``, newest first, optionally only one ``status`` or ``task`` (or rows
+        whose rid, task or status contain ``search``); pass the last id of a page for the next."""
+        return await self._page(False, last_id, entries, status, task, search)
+
+    async def get_jobs_ended_async(
+        self,
+        last_id: int = 0,
+        entries: int = 100,
+        *,
+        status: JobStatus | str | None = None,
+        task: TaskRef | None = None,
+        search: str | None = None,
+    ) -> list[Job]:
+        """A page of ``job_archive``, newest first, with the same filters as ``get_jobs``."""
+        return await self._page(True, last_id, entries, status, task, search)
+
+    async def _page(
+        self,
+        ended: bool,
+        last_id: int,
+        entries: int,
+        status: JobStatus | str | None,
+        task: TaskRef | None,
+        search: str | None,
+    ) -> list[Job]:
+        require_int("last_id", last_id, minimum=0)
+        require_int("entries", entries, minimum=1)
+        status_text = None
+        if status is not None:
+            try:
+                status_text = JobStatus(str(status).upper()).value
+            except ValueError:
+                allowed = ", ".join(s.value for s in JobStatus)
+                raise ValidationError(f"status must be one of {allowed}, got {status!r}") from None
+        task_name = None if task is None else self.registry.name_of(task)
+        if search is not None and not isinstance(search, str):
+            raise ValidationError("search must be a string")
+        return await self._loop.call_async(
+            self._store.list_jobs(ended, status_text, task_name, search, last_id, entries)
+        )
+
+    async def get_jobs_by_worker_rid_async(
+        self, worker_rid: UUID | str, last_id: int = 0, entries: int = 100
+    ) -> list[Job]:
+        """A page of the jobs in ``job`` claimed by one worker."""
+        rid = as_rid(worker_rid, "worker_rid")
+        return await self._loop.call_async(
+            self._store.page(self._store.jobs.page_by_worker, last_id, entries, worker_rid=rid)
+        )
+
+    async def get_worker_async(self, rid: UUID | str) -> Worker:
+        return await self._loop.call_async(self._store.get_worker(as_rid(rid, "worker rid")))
+
+    async def get_master_async(self) -> Master:
+        """The master row: who holds the role, its settings, when it was last renewed."""
+        return await self._loop.call_async(self._store.get_master())
+
+    # -- steering -------------------------------------------------------------------------------
+    async def cancel_job_async(self, rid: UUID | str) -> Job:
+        """Move a queued, scheduled or running job to the archive as CANCELLED (running ones stop)."""
+        return await self._loop.call_async(self._store.cancel(as_rid(rid)))
+
+    async def cancel_all_jobs_by_worker_async(self, worker_rid: UUID | str) -> list[Job]:
+        """Cancel every job in ``job`` that names this worker (running or handed back); archived
+        CANCELLED in one statement. Returns the cancelled jobs."""
+        rid = as_rid(worker_rid, "worker_rid")
+        return await self._loop.call_async(self._store.cancel_by_worker(rid))
+
+    async def readd_job_from_archive_async(self, rid: UUID | str) -> Job:
+        """Enqueue a new job (new rid) with the task, parameters and options of an archived one;
+        a schedule makes it SCHEDULED at its original start (so usually due at once)."""
+        return await self._loop.call_async(self._store.readd(as_rid(rid)))
+
+    async def stop_worker_async(self, worker_rid: UUID | str) -> Worker:
+        """Ask any worker (Python or Go) to stop now: its row becomes STOPPED, it cancels its
+        running jobs and exits at its next heartbeat."""
+        rid = as_rid(worker_rid, "worker_rid")
+        return await self._loop.call_async(self._store.request_stop(rid, WorkerStatus.STOPPED))
+
+    async def stop_worker_gracefully_async(self, worker_rid: UUID | str) -> Worker:
+        """Ask any worker to drain: its row becomes STOPPING; it finishes what runs, takes nothing
+        new, then marks itself STOPPED."""
+        rid = as_rid(worker_rid, "worker_rid")
+        return await self._loop.call_async(self._store.request_stop(rid, WorkerStatus.STOPPING))
+
+    # -- waiting --------------------------------------------------------------------------------
+    async def wait_for_job_finished_async(self, rid: UUID | str, timeout_seconds: float = 30.0) -> Job:
+        """Wait until the job is in the archive and return it; raises ``WaitTimeoutError``.
+
+        Driven by the ``job_archive`` notification of that rid, not by polling."""
+        return await self._loop.call_async(self._wait(as_rid(rid), timeout_seconds))
+
+    async def _wait(self, rid: UUID, timeout: float) -> Job:
+        await self._ensure_listener()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[rid].append(fut)
+        self._update_channels()  # a saturated worker listens to job_archive again
+        try:
+            if rid not in await self._store.find_ended([rid]):
+                try:
+                    await asyncio.wait_for(fut, timeout)
+                except TimeoutError:
+                    raise WaitTimeoutError(f"job {rid} did not finish within {timeout}s") from None
+            return await self._store.get_job(rid, ended=True)
+        finally:
+            waiting = self._waiters.get(rid)
+            if waiting is not None:
+                waiting.remove(fut)
+                if not waiting:
+                    del self._waiters[rid]
+
+    get_job = blocking(get_job_async)
+    get_job_ended = blocking(get_job_ended_async)
+    find_job = blocking(find_job_async)
+    get_jobs = blocking(get_jobs_async)
+    get_jobs_ended = blocking(get_jobs_ended_async)
+    get_jobs_by_worker_rid = blocking(get_jobs_by_worker_rid_async)
+    get_worker = blocking(get_worker_async)
+    get_master = blocking(get_master_async)
+    cancel_job = blocking(cancel_job_async)
+    cancel_all_jobs_by_worker = blocking(cancel_all_jobs_by_worker_async)
+    readd_job_from_archive = blocking(readd_job_from_archive_async)
+    stop_worker = blocking(stop_worker_async)
+    stop_worker_gracefully = blocking(stop_worker_gracefully_async)
+    wait_for_job_finished = blocking(wait_for_job_finished_async)
+
+
+def _as_dict(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], row: Any) -> dict[str, Any]:
+    """A row of the caller's cursor as a dict, whatever row factory the caller uses."""
+    if isinstance(row, Mapping):
+        return dict(row)
+    names = [c.name for c in cur.description or []]
+    return dict(zip(names, row, strict=True))
+
+
+def env_encryption() -> dict[str, Any]:
+    """The encryption settings the environment gives: ``QUEUER_ENCRYPTION_KEY`` and
+    ``QUEUER_ENCRYPTION_OLD_KEYS`` (comma-separated keys still accepted for reading)."""
+    return {
+        "encryption_key": os.environ.get(ENCRYPTION_KEY_ENV) or None,
+        "old_encryption_keys": [k for k in os.environ.get(OLD_KEYS_ENV, "").split(",") if k],
+    }
+
+
+def connect(*, on_error: OnError | None = None, **settings: Any) -> Client:
+    """A producer ``Client`` configured like ``new_queuer``: ``QUEUER_DB_*`` / ``QUEUER_DB_URL``
+    and the encryption variables. It never registers a worker."""
+    options = {**env_encryption(), **settings}
+    key = options.pop("encryption_key")
+    return Client(DatabaseConfiguration.from_env(), key, on_error=on_error, **options)
+
+
+def connect_with_db(
+    db_config: DatabaseConfiguration,
+    encryption_key: str | None = None,
+    *,
+    on_error: OnError | None = None,
+    **settings: Any,
+) -> Client:
+    """A producer ``Client`` with an explicit configuration and encryption key (None or "" = none)."""
+    return Client(db_config, encryption_key or None, on_error=on_error, **settings)
