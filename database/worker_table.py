@@ -45,6 +45,8 @@ class WorkerTable:
             f"WHERE id = %s RETURNING status, max_concurrency"
         )
         self.select = compose(f"SELECT {_COLS} FROM {{worker}} WHERE rid = %s")
+        # A worker row that never ran anything (its process failed while starting up).
+        self.delete_unstarted = compose("DELETE FROM {worker} WHERE id = %s AND status = 'READY'")
         # A started Python worker's staleness threshold (its own table, see schema_v1.sql).
         self.register_heartbeat = compose(
             "INSERT INTO {heartbeats} (worker_id, stale_after) VALUES (%s, %s) "

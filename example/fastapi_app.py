@@ -1,10 +1,11 @@
 """Enqueue from a FastAPI application: one job per request, the rid in the response.
 
-    pip install -e ".[fastapi,embedded]"
+    pip install -e ".[fastapi]"
     QUEUER_DB_URL=postgresql://postgres@127.0.0.1:5432/postgres uvicorn example.fastapi_app:app
+    QUEUER_DB_URL=... queuer worker example.fastapi_tasks:worker      # the worker, in its own process
 
-The queuer's async twins never block the server's event loop. The same process also runs the
-worker here; in production the worker usually runs apart (``queuer worker module:queuer``).
+The web process only produces: ``queuer.connect()`` gives a ``Client``, which enqueues, reads and
+waits and never registers a worker row. Its async methods never block the server's event loop.
 """
 
 from __future__ import annotations
@@ -16,23 +17,18 @@ from uuid import UUID
 
 from fastapi import FastAPI, HTTPException
 
-from queuer import JobNotFoundError, Queuer, new_queuer
+import queuer
+from queuer import JobNotFoundError
 
-state: dict[str, Queuer] = {}
-
-
-async def send_welcome_email(address: str) -> str:
-    return f"sent to {address}"
+state: dict[str, queuer.Client] = {}
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    q = new_queuer("fastapi-worker", 4)
-    q.add_task(send_welcome_email)
-    q.start()
-    state["queuer"] = q
+    client = queuer.connect()
+    state["client"] = client
     yield
-    await q.stop_async()
+    await client.close_async()
 
 
 app = FastAPI(lifespan=lifespan)
@@ -40,18 +36,16 @@ app = FastAPI(lifespan=lifespan)
 
 @app.post("/signup")
 async def signup(address: str) -> dict[str, Any]:
-    job = await state["queuer"].add_job_async(send_welcome_email, address)
+    # By name: the web process does not import the worker's code. The name must be registered by
+    # a worker (any language) or add_job raises UnknownTaskError.
+    job = await state["client"].add_job_async("send_welcome_email", address)
     return {"rid": str(job.rid)}
 
 
 @app.get("/jobs/{rid}")
 async def job_status(rid: UUID) -> dict[str, Any]:
-    q = state["queuer"]
     try:
-        job = await q.get_job_ended_async(rid)
+        job = await state["client"].find_job_async(rid)  # queued, running or archived
     except JobNotFoundError:
-        try:
-            job = await q.get_job_async(rid)
-        except JobNotFoundError:
-            raise HTTPException(404, "no such job") from None
+        raise HTTPException(404, "no such job") from None
     return {"rid": str(job.rid), "status": job.status.value, "results": job.results, "error": job.error}

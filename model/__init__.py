@@ -14,6 +14,7 @@ from .errors import (
     WaitTimeoutError,
     WorkerNotFoundError,
 )
+from .factories import new_job, new_worker, new_worker_with_options
 from .job import (
     JOB_COLUMNS,
     BatchJob,
@@ -53,6 +54,9 @@ __all__ = [
     "Worker",
     "WorkerNotFoundError",
     "WorkerStatus",
+    "new_job",
+    "new_worker",
+    "new_worker_with_options",
     "results_of",
     "uuid7",
     "uuid7_batch",

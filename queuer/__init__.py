@@ -14,6 +14,9 @@ from queuer.model import (
     Schedule,
     Worker,
     WorkerStatus,
+    new_job,
+    new_worker,
+    new_worker_with_options,
 )
 
 from .client import Client, connect, connect_with_db
@@ -33,7 +36,7 @@ from .errors import (
     WorkerNotFoundError,
 )
 from .runner import current_job_rid
-from .tasks import Task
+from .tasks import Task, new_task, new_task_with_name
 
 __all__ = [
     "BatchJob",
@@ -67,6 +70,11 @@ __all__ = [
     "connect",
     "connect_with_db",
     "current_job_rid",
+    "new_job",
     "new_queuer",
     "new_queuer_with_db",
+    "new_task",
+    "new_task_with_name",
+    "new_worker",
+    "new_worker_with_options",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -28,7 +29,6 @@ from queuer.database import DatabaseConfiguration
 from queuer.model import (
     JobNotFoundError,
     JobStatus,
-    MasterSettings,
     QueuerError,
     WorkerNotFoundError,
     WorkerStatus,
@@ -165,17 +165,42 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    """``get job RID`` finds the job wherever it is (queued, running or archived); ``get archive``
+    looks only in the archive."""
     if args.what == "worker":
         return _run(args, lambda a: a.get_worker(args.rid))
-    return _run(args, lambda a: a.get_job(args.rid, ended=args.what == "archive"))
+    return _run(args, lambda a: a.get_job(args.rid, ended=True if args.what == "archive" else None))
+
+
+def _confirm(args: argparse.Namespace, action: Callable[[Admin], Any], say: Callable[[Any], str]) -> int:
+    """Do one change and say what it did in one line (the record itself with ``--json``)."""
+    admin = _admin(args)
+    try:
+        data = action(admin)
+    finally:
+        admin.close()
+    if args.json:
+        _print(args, data, ())
+    else:
+        print(say(data))
+    return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    return _run(args, lambda a: a.cancel_job(args.rid))
+    return _confirm(
+        args,
+        lambda a: a.cancel_job(args.rid),
+        lambda job: f"cancelled job {job.rid} ({job.task_name}); it is archived as {job.status.value}",
+    )
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    return _run(args, lambda a: a.stop_worker(args.rid, args.graceful))
+    how = "to drain and stop (STOPPING)" if args.graceful else "to stop now (STOPPED)"
+    return _confirm(
+        args,
+        lambda a: a.stop_worker(args.rid, args.graceful),
+        lambda w: f"asked worker {w.rid} ({w.name}) {how}; its row says {w.status.value}",
+    )
 
 
 def cmd_readd(args: argparse.Namespace) -> int:
@@ -211,6 +236,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run the Queuer a user module defines, until SIGTERM/SIGINT (then stop gracefully)."""
+    from .client import open_clients
     from .core import Queuer
 
     if args.dsn:
@@ -222,11 +248,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         module = importlib.import_module(module_name)
         target = getattr(module, attr or "queuer")
-    except (ImportError, AttributeError) as exc:
-        raise QueuerError(f"cannot load {args.target!r}: {exc}") from exc
-    q = target() if callable(target) and not isinstance(target, Queuer) else target
-    if not isinstance(q, Queuer):
-        raise QueuerError(f"{args.target!r} is not a Queuer (or a function returning one)")
+        q = target() if callable(target) and not isinstance(target, Queuer) else target
+        if not isinstance(q, Queuer):
+            raise QueuerError(f"{args.target!r} is not a Queuer (or a function returning one)")
+    except BaseException as exc:
+        # Workers the application built before it failed must not stay behind as rows.
+        for made in open_clients():
+            if isinstance(made, Queuer):
+                made.discard()
+            else:
+                made.close()
+        if isinstance(exc, QueuerError):
+            raise
+        if isinstance(exc, Exception):
+            raise QueuerError(f"cannot load {args.target!r}: {type(exc).__name__}: {exc}") from exc
+        raise
     if args.name or args.concurrency:
         q.update_worker(name=args.name, max_concurrency=args.concurrency)
     stopping = threading.Event()
@@ -240,7 +276,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    q.start(master_settings=MasterSettings() if args.master else None)
+    q.start(master=not args.no_master)
     logging.getLogger("queuer").info(
         "worker %s (%s) running tasks %s with concurrency %d",
         q.worker.name,
@@ -261,21 +297,53 @@ def _rid(text: str) -> UUID:
         raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
 
 
+def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """--dsn, --schema and --json, accepted before the subcommand and after it (where they are
+    suppressed unless given, so they never overwrite what was given before it)."""
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--dsn", default=default, help="postgresql:// URL (default: QUEUER_DB_URL or QUEUER_DB_*)"
+    )
+    parser.add_argument(
+        "--schema", default=default, help="schema of the queuer tables (default: QUEUER_DB_SCHEMA or public)"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="machine-readable output",
+    )
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("queuer")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dsn", help="postgresql:// URL (default: QUEUER_DB_URL or QUEUER_DB_*)")
-    common.add_argument("--schema", help="schema of the queuer tables (default: QUEUER_DB_SCHEMA or public)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_global_options(common, suppress=True)
     parser = argparse.ArgumentParser(
         prog="queuer", description="A PostgreSQL job queue shared with Go workers."
     )
+    parser.add_argument("--version", action="version", version=f"queuer {version()}")
+    _add_global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("worker", parents=[common], help="run the Queuer defined in MODULE:ATTR")
     p.add_argument("target", help="module:attribute of a Queuer (or of a function returning one)")
     p.add_argument("--concurrency", type=int, help="override max_concurrency")
     p.add_argument("--name", help="override the worker name")
-    p.add_argument("--master", action="store_true", help="take part in the master election")
+    p.add_argument(
+        "--no-master",
+        action="store_true",
+        help="do not take part in the master election (default: take part)",
+    )
+    p.add_argument(
+        "--master", action="store_true", help=argparse.SUPPRESS
+    )  # the default now; kept for scripts
     p.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get at stop")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_worker)
@@ -284,8 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", parents=[common], help="list jobs, archive, workers or connections")
     p.add_argument("what", choices=("jobs", "archive", "workers", "connections"))
+    statuses = list(dict.fromkeys([*(s.value for s in JobStatus), *(s.value for s in WorkerStatus)]))
     p.add_argument(
-        "--status", type=str.upper, choices=[s.value for s in JobStatus] + [s.value for s in WorkerStatus]
+        "--status",
+        type=str.upper,
+        choices=statuses,
+        metavar="STATUS",
+        help="jobs: "
+        + ", ".join(s.value for s in JobStatus)
+        + "; workers: "
+        + ", ".join(s.value for s in WorkerStatus),
     )
     p.add_argument("--task")
     p.add_argument("--search", help="substring of rid, task, status (workers: name, tasks, status)")
@@ -293,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last-id", type=int, default=0, help="id of the last row of the previous page")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("get", parents=[common], help="show one job, archived job or worker")
+    p = sub.add_parser(
+        "get", parents=[common], help="show one job (queued, running or archived), archived job or worker"
+    )
     p.add_argument("what", choices=("job", "archive", "worker"))
     p.add_argument("rid", type=_rid)
     p.set_defaults(func=cmd_get)
@@ -321,6 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Output piped into `head` and the reader left: not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.INFO),

@@ -78,6 +78,11 @@ def _close_at_exit() -> None:
             log.exception("closing %r at interpreter exit failed", client)
 
 
+def open_clients() -> list[Client]:
+    """Every client and worker of this process that is not closed yet."""
+    return list(_open_clients)
+
+
 class Client:
     """A connection to one queuer database for producers: enqueue, read, wait, cancel, listen.
 

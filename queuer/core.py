@@ -286,6 +286,15 @@ class Queuer(Client):
     def _close_at_exit(self) -> None:
         self._close(EXIT_GRACE)
 
+    def discard(self) -> None:
+        """Close a worker that was never started and delete its row, as if it had never been made
+        (``queuer worker`` does this when the application's import fails half-way)."""
+        if self._runtime is not None:
+            raise QueuerStateError("discard() is for a worker that was never started; use stop()")
+        if not self._task_process and not self._loop.loop.is_closed():
+            self._loop.call(self._store.execute(self._store.workers.delete_unstarted, (self.worker.id,)))
+        self._close(None)
+
     def wait_until_stopped(self, timeout_seconds: float | None = None) -> bool:
         """Block until this worker has stopped (e.g. by a stop request from another process)."""
         return self._stopped.wait(timeout_seconds)

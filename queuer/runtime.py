@@ -96,6 +96,7 @@ class Runtime:
         self.running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._pending: list[Outcome] = []  # ended, not yet written; their slots are reused by the write
         self._claiming = True
+        self._finished = False  # drained: the cycle loop ends
         self._writing = False  # a cycle's transaction is in flight
         self._written = asyncio.Event()  # set after every write attempt
         self._ended = asyncio.Event()  # set whenever a running job ends
@@ -139,6 +140,10 @@ class Runtime:
             now = datetime.now(UTC)
             self._pending += [Outcome(j, JobStatus.QUEUED, retry_at=now) for j in leftover]
         await self.flush_all()
+        # The flag ends the cycle loop at its next wake-up even when a cancellation is swallowed
+        # (Python 3.11's wait_for loses one that coincides with the awaited event).
+        self._finished = True
+        self.wake.set()
         for loop_task in self._loops:
             loop_task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -163,6 +168,8 @@ class Runtime:
         delay = 0.05
         while True:
             await self.wake.wait()
+            if self._finished:
+                return
             self.wake.clear()
             await self._gather_completions()
             batch, self._pending = self._pending, []

@@ -180,3 +180,13 @@ class TaskRegistry:
         if not callable(task):
             raise ValidationError(f"task must be a name or a callable, got {type(task).__name__}")
         return self._names_by_fn.get(id(task)) or derive_name(task)
+
+
+def new_task(fn: Callable[P, R]) -> Task[P, R]:
+    """An unregistered ``Task`` named after ``fn`` (queuerPy's factory; ``add_task`` registers)."""
+    return Task.create(derive_name(fn), fn)
+
+
+def new_task_with_name(fn: Callable[P, R], name: str) -> Task[P, R]:
+    """An unregistered ``Task`` with an explicit name."""
+    return Task.create(validate_name("task", name), fn)

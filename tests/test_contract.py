@@ -421,7 +421,8 @@ def test_integers_are_never_written_as_floats() -> None:
         "job_stale_threshold": 3_600_000_000_000,
     }
     assert all(type(v) is int for v in settings.to_json().values())
-    assert MasterSettings.from_json({}) == MasterSettings()  # Go's "0 means default"
+    # Go's "0 means default" reads as Go's defaults (its poll interval is a minute, ours 10 s).
+    assert MasterSettings.from_json({}) == MasterSettings(master_poll_interval=timedelta(minutes=1))
 
 
 def test_worker_rows_both_ways(make_queuer: QueuerFactory, sql: psycopg.Connection[Any]) -> None:

@@ -1,4 +1,7 @@
-"""A worker process for the crash tests: ``python -m tests.worker_process URL NAME [--master]``.
+"""A worker process for the crash tests: ``python -m tests.worker_process URL NAME [--master|--defaults]``.
+
+``--master`` takes part in a fast master election; ``--defaults`` runs with every default setting
+(heartbeat, poll, master election) as a newcomer's worker would; neither: no master.
 
 Its task ``crash_work`` records every run in table ``runs`` (on its own connection, committed
 before it returns), so the tests can count executions after killing processes.
@@ -26,9 +29,9 @@ FAST_MASTER = MasterSettings(
 
 def main() -> None:
     url, name = sys.argv[1], sys.argv[2]
-    q = new_queuer_with_db(
-        name, 4, None, DatabaseConfiguration.from_url(url), heartbeat_interval=0.2, poll_interval=0.5
-    )
+    defaults = "--defaults" in sys.argv
+    timing: dict[str, Any] = {} if defaults else {"heartbeat_interval": 0.2, "poll_interval": 0.5}
+    q = new_queuer_with_db(name, 4, None, DatabaseConfiguration.from_url(url), **timing)
     runs = psycopg.connect(url, autocommit=True)
 
     def crash_work(i: int, seconds: float) -> int:
@@ -37,7 +40,10 @@ def main() -> None:
         return i
 
     q.add_task(crash_work)
-    q.start(master_settings=FAST_MASTER if "--master" in sys.argv else None)
+    if defaults:
+        q.start()
+    else:
+        q.start(FAST_MASTER if "--master" in sys.argv else None, master="--master" in sys.argv)
     print(f"ready {q.worker.rid}", flush=True)
 
     def on_signal(*_: Any) -> None:
