@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from queuer import JobStatus, WorkerStatus
+from queuer import BatchJob, JobStatus, WorkerStatus
 
 from .conftest import QueuerFactory
 
@@ -145,3 +145,48 @@ def test_worker_command_runs_jobs_and_stops_on_sigterm(
             proc.wait(10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_version_global_options_confirmations_and_pipes(
+    make_queuer: QueuerFactory, database_url: str
+) -> None:
+    version = queuer_cli(database_url, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("queuer ")
+    q = make_queuer("cli-more", 1)
+
+    @q.task()
+    def nap(n: int) -> int:
+        return n
+
+    jobs = [q.add_job(nap, i) for i in range(3)]
+    q.add_jobs([BatchJob(nap, [i]) for i in range(1500)])  # more than a pipe's buffer of output
+    # --json and --dsn before the subcommand, as well as after it.
+    before = as_json(
+        queuer_cli(database_url, "--json", "--dsn", database_url, "list", "jobs", "--limit", "3")
+    )
+    after = as_json(queuer_cli(database_url, "list", "jobs", "--limit", "3", "--json"))
+    assert before == after and len(before) == 3
+    cancelled = queuer_cli(database_url, "cancel", "job", str(jobs[0].rid))
+    assert cancelled.returncode == 0
+    assert cancelled.stdout.strip() == f"cancelled job {jobs[0].rid} (nap); it is archived as CANCELLED"
+    # `get job` finds an archived job too.
+    assert (
+        as_json(queuer_cli(database_url, "get", "job", str(jobs[0].rid), "--json"))["status"] == "CANCELLED"
+    )
+    stopped = queuer_cli(database_url, "stop", "worker", str(q.worker.rid))
+    assert stopped.returncode == 0 and "to stop now (STOPPED)" in stopped.stdout
+    assert "its row says STOPPED" in stopped.stdout
+    # Output piped into a reader that leaves early: no traceback, no complaint.
+    env = {**os.environ, "QUEUER_DB_URL": database_url}
+    piped = subprocess.run(
+        f"{sys.executable} -m queuer list jobs --limit 2000 | head -1",
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert piped.stdout.startswith("ID") and piped.stderr == ""
+    help_text = queuer_cli(database_url, "list", "--help").stdout
+    assert help_text.count("SUCCEEDED") == 1 and help_text.count("STOPPING") == 1
