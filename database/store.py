@@ -303,7 +303,7 @@ class Store:
         """Archive a queued, scheduled or running job as CANCELLED (§5.8)."""
         rows = await self.execute(self.jobs.cancel, (rid,))
         if not rows:
-            raise JobNotFoundError(f"no queued, scheduled or running job with rid {rid}")
+            raise JobNotFoundError(f"Job not found: no queued, scheduled or running job with rid {rid}")
         return self.job_from_row(rows[0])
 
     async def cancel_by_worker(self, worker_rid: UUID) -> list[Job]:
@@ -314,7 +314,7 @@ class Store:
         """A new job (new rid) from an archived one (§5.14)."""
         rows = await self.execute(self.jobs.readd, (uuid7(), rid))
         if not rows:
-            raise JobNotFoundError(f"no job with rid {rid} in job_archive")
+            raise JobNotFoundError(f"Job not found in archive: no job with rid {rid} in job_archive")
         return self.job_from_row(rows[0])
 
     async def get_job(self, rid: UUID, ended: bool) -> Job:
@@ -323,15 +323,16 @@ class Store:
             cur = await conn.execute(query, (rid,))
             row = await cur.fetchone()
         if row is None:
-            where = "job_archive" if ended else "job"
-            raise JobNotFoundError(f"no job with rid {rid} in {where}")
+            if ended:
+                raise JobNotFoundError(f"Job not found in archive: no job with rid {rid} in job_archive")
+            raise JobNotFoundError(f"Job not found: no job with rid {rid} in job")
         return self.job_from_row(row)
 
     async def find_job(self, rid: UUID) -> Job:
         """The job with ``rid`` from ``job`` or, once it ended, from ``job_archive``."""
         rows = await self.execute(self.jobs.select_anywhere, {"rid": rid})
         if not rows:
-            raise JobNotFoundError(f"no job with rid {rid} in job or job_archive")
+            raise JobNotFoundError(f"Job not found: no job with rid {rid} in job or job_archive")
         return self.job_from_row(rows[0])
 
     async def list_jobs(

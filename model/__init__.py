@@ -14,7 +14,7 @@ from .errors import (
     WaitTimeoutError,
     WorkerNotFoundError,
 )
-from .factories import new_job, new_worker, new_worker_with_options
+from .factories import new_job, new_options, new_worker, new_worker_with_options
 from .job import (
     JOB_COLUMNS,
     BatchJob,
@@ -55,6 +55,7 @@ __all__ = [
     "WorkerNotFoundError",
     "WorkerStatus",
     "new_job",
+    "new_options",
     "new_worker",
     "new_worker_with_options",
     "results_of",

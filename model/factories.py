@@ -9,7 +9,7 @@ from typing import Any
 from .errors import ValidationError
 from .job import Job, JobStatus, uuid7
 from .jsoncodec import require_int
-from .options import OnError, Options, validate_name
+from .options import OnError, Options, Schedule, validate_name
 from .worker import Worker, WorkerStatus
 
 
@@ -55,3 +55,8 @@ def new_worker_with_options(name: str, max_concurrency: int, options: OnError) -
     worker = new_worker(name, max_concurrency)
     worker.options = options
     return worker
+
+
+def new_options(on_error: OnError | None = None, schedule: Schedule | None = None) -> Options:
+    """``Options`` from its two parts (queuerPy's factory)."""
+    return Options(on_error=on_error, schedule=schedule)

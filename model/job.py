@@ -61,10 +61,10 @@ def utc_or_none(value: datetime | None) -> datetime | None:
 class Job:
     """One job. ``results`` is None for failed jobs (as Go writes them)."""
 
-    id: int
-    rid: UUID
-    task_name: str
-    status: JobStatus
+    id: int = 0
+    rid: UUID = field(default_factory=lambda: uuid7())
+    task_name: str = ""
+    status: JobStatus = JobStatus.QUEUED
     parameters: list[Any] = field(default_factory=list)
     parameters_keyed: dict[str, Any] = field(default_factory=dict)
     options: Options | None = None

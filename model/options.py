@@ -61,6 +61,14 @@ class OnError:
     retry_backoff: RetryBackoff = RetryBackoff.NONE
 
     def __post_init__(self) -> None:
+        # queuerPy's wording for the common mistakes, then the full checks.
+        for label, value in (
+            ("timeout", self.timeout),
+            ("max retries", self.max_retries),
+            ("retry delay", self.retry_delay),
+        ):
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise ValidationError(f"on_error: {label} cannot be negative, got {value}")
         require_seconds("on_error.timeout", self.timeout)
         require_int("on_error.max_retries", self.max_retries, minimum=0)
         require_seconds("on_error.retry_delay", self.retry_delay)
@@ -68,7 +76,9 @@ class OnError:
             object.__setattr__(self, "retry_backoff", RetryBackoff(self.retry_backoff))
         except ValueError as exc:
             allowed = ", ".join(b.value for b in RetryBackoff)
-            raise ValidationError(f"on_error.retry_backoff must be one of {allowed}") from exc
+            raise ValidationError(
+                f"on_error: invalid retry backoff (retry_backoff={self.retry_backoff!r}): use one of {allowed}"
+            ) from exc
 
     def delay_before_retry(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""
@@ -96,8 +106,12 @@ class OnError:
 
     @classmethod
     def from_dict(cls, data: Any) -> OnError | None:
-        """Read the JSON object (queuerPy's name for ``from_json``)."""
-        return cls.from_json(data)
+        """Read an object a program built (queuerPy's name): missing keys take the defaults, where
+        ``from_json`` reads them as Go does (0)."""
+        if not isinstance(data, dict):
+            return None
+        defaults = cls().to_json()
+        return cls.from_json({**defaults, **{k: v for k, v in data.items() if v is not None}})
 
     @classmethod
     def from_json(cls, data: Any) -> OnError | None:
@@ -254,8 +268,8 @@ class Options:
 
     @classmethod
     def from_json(cls, data: Any) -> Options | None:
-        """Read SQL NULL (None), ``{}`` or a full object."""
-        if not isinstance(data, dict):
+        """Read SQL NULL or ``{}`` (both: no options, None) or a full object."""
+        if not isinstance(data, dict) or not data:
             return None
         known = {"on_error", "schedule", "metadata", "parent_rid"}
         parent = data.get("parent_rid")

@@ -40,6 +40,11 @@ class Worker:
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
+    @property
+    def available_next_interval_funcs(self) -> list[str]:
+        """queuerPy's name for ``available_next_interval``."""
+        return self.available_next_interval
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Worker:
         return cls(

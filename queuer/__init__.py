@@ -15,6 +15,7 @@ from queuer.model import (
     Worker,
     WorkerStatus,
     new_job,
+    new_options,
     new_worker,
     new_worker_with_options,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "connect_with_db",
     "current_job_rid",
     "new_job",
+    "new_options",
     "new_queuer",
     "new_queuer_with_db",
     "new_task",

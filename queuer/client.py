@@ -687,13 +687,21 @@ class Client:
         """Ask any worker (Python or Go) to stop now: its row becomes STOPPED, it cancels its
         running jobs and exits at its next heartbeat."""
         rid = as_rid(worker_rid, "worker_rid")
-        return await self._loop.call_async(self._store.request_stop(rid, WorkerStatus.STOPPED))
+        return self._seen_worker(
+            await self._loop.call_async(self._store.request_stop(rid, WorkerStatus.STOPPED))
+        )
 
     async def stop_worker_gracefully_async(self, worker_rid: UUID | str) -> Worker:
         """Ask any worker to drain: its row becomes STOPPING; it finishes what runs, takes nothing
         new, then marks itself STOPPED."""
         rid = as_rid(worker_rid, "worker_rid")
-        return await self._loop.call_async(self._store.request_stop(rid, WorkerStatus.STOPPING))
+        return self._seen_worker(
+            await self._loop.call_async(self._store.request_stop(rid, WorkerStatus.STOPPING))
+        )
+
+    def _seen_worker(self, worker: Worker) -> Worker:
+        """Hook for a worker, which keeps its own row current."""
+        return worker
 
     # -- waiting --------------------------------------------------------------------------------
     async def wait_for_job_finished_async(self, rid: UUID | str, timeout_seconds: float = 30.0) -> Job:

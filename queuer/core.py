@@ -145,24 +145,30 @@ class Queuer(Client):
         return self._register(fn, name, process)
 
     @overload
-    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    def task(self, fn: Callable[P, R], /) -> Callable[P, R]: ...
 
     @overload
     def task(
         self, /, *, name: str | None = None, process: bool | None = None
-    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     def task(self, fn: Any = None, /, *, name: str | None = None, process: bool | None = None) -> Any:
-        """Decorator form of ``add_task``: ``@q.task``, ``@q.task()`` or ``@q.task(name="x")``."""
+        """Decorator form of ``add_task``: ``@q.task``, ``@q.task()`` or ``@q.task(name="x")``.
+
+        The decorated function stays the function (as in queuerPy); ``q.tasks[name]`` is its Task."""
         if fn is not None:
-            return self._register(fn, name, process)
-        return lambda f: self._register(f, name, process)
+            return self._decorate(fn, name, process)
+        return lambda f: self._decorate(f, name, process)
 
     def task_with_name(
         self, name: str, *, process: bool | None = None
-    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator form of ``add_task_with_name``."""
-        return lambda fn: self._register(fn, name, process)
+        return lambda fn: self._decorate(fn, name, process)
+
+    def _decorate(self, fn: Callable[P, R], name: str | None, process: bool | None) -> Callable[P, R]:
+        self._register(fn, name, process)
+        return fn
 
     def _register(self, fn: Callable[P, R], name: str | None, process: bool | None) -> Task[P, R]:
         """All or nothing: a task whose row update fails is not registered either."""
@@ -328,6 +334,12 @@ class Queuer(Client):
     async def _drain_on_request(self) -> None:
         await self._store.execute(self._store.workers.set_draining, (self.worker.id,))
         await self._stop(None)
+
+    def _seen_worker(self, worker: Worker) -> Worker:
+        """A stop request aimed at this worker also updates ``self.worker``."""
+        if worker.rid == self.worker.rid:
+            self.worker = worker
+        return worker
 
     # -- notifications --------------------------------------------------------------------------
     async def _on_listener_connect(self) -> None:

@@ -12,6 +12,15 @@ from queuer.model import QueuerStateError
 T = TypeVar("T")
 
 
+def reraise_if_cancelled() -> None:
+    """In a handler of a driver error: re-raise the cancellation the error stands for. psycopg
+    turns a cancelled statement into an error (the server's "canceling statement"), and a loop
+    that retries on driver errors would otherwise outlive its own cancellation."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class LoopThread:
     """An asyncio loop running forever in a daemon thread; every database call of a Queuer runs here."""
 

@@ -20,6 +20,8 @@ from queuer.database.store import Store
 from queuer.model import MasterSettings
 from queuer.model.jsoncodec import dumps
 
+from .loop import reraise_if_cancelled
+
 log = logging.getLogger("queuer.master")
 
 GO_STALE_THRESHOLD = timedelta(minutes=2)
@@ -53,8 +55,10 @@ class MasterRole:
             try:
                 await self._poll()
             except psycopg.Error as exc:
+                reraise_if_cancelled()
                 log.warning("master poll failed: %s", exc)
                 await self.store.pool.check()
+            reraise_if_cancelled()  # maintenance inside the tick swallows driver errors
             await asyncio.sleep(interval)
 
     async def _poll(self) -> None:

@@ -31,6 +31,7 @@ from queuer.database import NewJob
 from queuer.database.store import Store
 from queuer.model import Job, JobStatus, OnError, WorkerStatus
 
+from .loop import reraise_if_cancelled
 from .runner import Outcome, run_job
 from .schedules import next_occurrence
 from .tasks import TaskRegistry
@@ -181,9 +182,9 @@ class Runtime:
                 claimed = await self._write(batch, max(free, 0))
                 delay = 0.05
             except psycopg.Error as exc:
-                self._pending = (
-                    batch + self._pending
-                )  # nothing was committed, or the guard makes a repeat harmless
+                # Nothing was committed, or the guard makes a repeat harmless.
+                self._pending = batch + self._pending
+                reraise_if_cancelled()
                 log.warning("worker cycle failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_backoff_max)
@@ -309,6 +310,7 @@ class Runtime:
                 {"tasks": list(self.registry.tasks), "intervals": list(self.registry.next_intervals)},
             )
         except psycopg.Error as exc:
+            reraise_if_cancelled()
             log.warning("next-due query failed: %s", exc)
             self._schedule_changed = True
             return
@@ -383,6 +385,7 @@ class Runtime:
                     if status in (WorkerStatus.STOPPED, WorkerStatus.STOPPING):
                         self._on_stop_request(status)
             except psycopg.Error as exc:
+                reraise_if_cancelled()
                 log.warning("heartbeat failed: %s", exc)
                 with contextlib.suppress(psycopg.Error):
                     await self.store.pool.check()

@@ -82,6 +82,11 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
 
+    @property
+    def task(self) -> Callable[P, R]:
+        """queuerPy's name for ``fn``."""
+        return self.fn
+
     @classmethod
     def create(cls, name: str, fn: Callable[P, R], in_process: bool = False) -> Task[P, R]:
         if not callable(fn):
@@ -161,11 +166,11 @@ class TaskRegistry:
         return task
 
     def add_next_interval(self, fn: Callable[[datetime, int], datetime], name: str | None = None) -> str:
+        named = name is not None
         name = derive_name(fn) if name is None else validate_name("next_interval", name)
         if name in self.next_intervals:
-            raise DuplicateTaskError(
-                f"Next interval function already exists: a function named {name!r} is already registered"
-            )
+            what = "NextIntervalFunc with name already exists" if named else "NextIntervalFunc already exists"
+            raise DuplicateTaskError(f"{what}: a next-interval function named {name!r} is already registered")
         if not callable(fn):
             raise ValidationError(f"next-interval function {name!r} is not callable")
         self.next_intervals[name] = fn

@@ -232,7 +232,7 @@ def test_job_added_inside_a_task_records_its_parent(make_queuer: QueuerFactory) 
     c2 = q.wait_for_job_finished(children["async"], 10)
     assert c1.options is not None and c1.options.parent_rid == p1.rid
     assert c2.options is not None and c2.options.parent_rid == p2.rid
-    assert q.add_job(child).options == Options()  # outside a task: no parent
+    assert q.add_job(child).options is None  # outside a task: no parent, no options
 
 
 def test_blocking_call_on_the_queuers_loop_raises(make_queuer: QueuerFactory) -> None:

@@ -1,0 +1,1 @@
+"""queuerPy's module paths mapped onto queuer, for running queuerPy's public-API tests."""

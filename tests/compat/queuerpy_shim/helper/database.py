@@ -1,0 +1,3 @@
+from queuer import DatabaseConfiguration
+
+__all__ = ["DatabaseConfiguration"]

@@ -1,0 +1,3 @@
+from queuer import QueuerError
+
+__all__ = ["QueuerError"]

@@ -1,0 +1,3 @@
+from queuer import BatchJob
+
+__all__ = ["BatchJob"]

@@ -1,0 +1,3 @@
+from queuer import Master, MasterSettings
+
+__all__ = ["Master", "MasterSettings"]

@@ -1,0 +1,3 @@
+from queuer import OnError, RetryBackoff
+
+__all__ = ["OnError", "RetryBackoff"]

@@ -1,0 +1,3 @@
+from queuer import Worker, WorkerStatus, new_worker, new_worker_with_options
+
+__all__ = ["Worker", "WorkerStatus", "new_worker", "new_worker_with_options"]
