@@ -26,14 +26,22 @@ _CLAIM_COLS = ", ".join(
 )
 
 # Parameters named as NewJob's fields (``NewJob._asdict()``), for psycopg and the direct path alike.
-_INSERT = f"""
-INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
-                    schedule_count, parameters_encrypted, parameters_keyed_encrypted, created_at, updated_at)
-VALUES (%(rid)s, %(options_json)s::jsonb, %(task_name)s, %(parameters_json)s::jsonb,
-        %(parameters_keyed_json)s::jsonb, %(status)s, %(scheduled_at)s, %(schedule_count)s,
-        %(parameters_encrypted)s, %(parameters_keyed_encrypted)s, {NOW_UTC}, {NOW_UTC})
-RETURNING {_COLS}
+_INSERT_INTO = """
+INSERT INTO {job} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
+                   schedule_count, parameters_encrypted, parameters_keyed_encrypted, created_at, updated_at)
 """
+_INSERT_VALUES = f"""%(rid)s, %(options_json)s::jsonb, %(task_name)s, %(parameters_json)s::jsonb,
+        %(parameters_keyed_json)s::jsonb, %(status)s, %(scheduled_at)s, %(schedule_count)s,
+        %(parameters_encrypted)s, %(parameters_keyed_encrypted)s, {NOW_UTC}, {NOW_UTC}"""
+_INSERT = f"{_INSERT_INTO}VALUES ({_INSERT_VALUES})\nRETURNING {_COLS}\n"
+# The same insert sent again after the connection broke around the first: the rid was made by the
+# client, so a first attempt that did commit is found (in job: a unique violation; in job_archive,
+# already run: no row inserted) instead of being enqueued twice.
+_INSERT_AGAIN = (
+    f"{_INSERT_INTO}SELECT {_INSERT_VALUES}\n"
+    "WHERE NOT EXISTS (SELECT 1 FROM {job_archive} WHERE rid = %(rid)s)\n"
+    f"RETURNING {_COLS}\n"
+)
 
 # One worker cycle in ONE statement (one round trip, one commit): archive the finished jobs
 # (guarded by the claim that holds each one: worker and attempt, so a job rescued from this worker
@@ -212,6 +220,7 @@ class JobTable:
             return sql.SQL(template).format(**names, **extra).as_string(None)
 
         self.insert = compose(_INSERT)
+        self.insert_again = compose(_INSERT_AGAIN)
         self.cycle = compose(_CYCLE)
         self.cycle_lean = compose(_CYCLE_LEAN)
         self.cancel = compose(_CANCEL, where=sql.SQL("rid = %s"))

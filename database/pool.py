@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, Connection
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from .config import DatabaseConfiguration
 
 PoolType = AsyncConnectionPool[AsyncConnection[DictRow]]
+
+
+class UnreadableJson(str):
+    """A JSON column the decoder could not read (nested beyond its recursion limit); the text says
+    why. Reading it never raises, so a listing or a wait survives any row."""
+
+
+def tolerant_json_loads(data: str | bytes) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError:
+        return UnreadableJson("nested too deeply to decode")
+
+
+def read_json_tolerantly(conn: Connection[DictRow] | AsyncConnection[DictRow]) -> None:
+    """Every pooled connection decodes json/jsonb with ``tolerant_json_loads``."""
+    set_json_loads(tolerant_json_loads, conn)
+
+
+async def configure_async(conn: AsyncConnection[DictRow]) -> None:
+    read_json_tolerantly(conn)
 
 
 def connection_kwargs(config: DatabaseConfiguration) -> dict[str, Any]:
@@ -35,4 +58,5 @@ def make_pool(config: DatabaseConfiguration, max_size: int) -> PoolType:
         name="queuer",
         connection_class=AsyncConnection[DictRow],
         reconnect_timeout=3600,
+        configure=configure_async,
     )

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -19,6 +19,7 @@ from queuer.model import (
     DecryptionError,
     Job,
     JobNotFoundError,
+    JobStatus,
     Master,
     MasterSettings,
     Worker,
@@ -33,7 +34,7 @@ from .config import DatabaseConfiguration
 from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared, prepared_names
 from .job_table import CLAIM_JSON_COLUMNS, JobTable, NewJob, cycle_params
 from .master_table import MasterTable
-from .pool import PoolType, connection_kwargs, make_pool
+from .pool import PoolType, UnreadableJson, connection_kwargs, make_pool, read_json_tolerantly
 from .worker_table import WorkerTable
 
 log = logging.getLogger("queuer.store")
@@ -53,6 +54,9 @@ CYCLE_SETTINGS = (
     ("enable_seqscan", "off"),
     ("jit", "off"),
 )
+
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 class Codec(Protocol):
@@ -99,6 +103,7 @@ class Store:
                         max_size=self._pool_size,
                         kwargs=connection_kwargs(self.config),
                         connection_class=Connection[DictRow],
+                        configure=read_json_tolerantly,
                         name="queuer-sync",
                         open=True,
                     )
@@ -138,7 +143,12 @@ class Store:
 
     # -- decoding -------------------------------------------------------------------------------
     def job_from_row(self, row: Mapping[str, Any]) -> Job:
-        """A Job from a full row; non-empty ``*_encrypted`` columns win over the plain ones (§6)."""
+        """A Job from a full row; non-empty ``*_encrypted`` columns win over the plain ones (§6).
+        Whatever another program stored, reading never fails but for a missing key: what cannot
+        be decoded is left out and named in ``error``."""
+        return self._tolerant_job(self._decrypted(row))
+
+    def _decrypted(self, row: Mapping[str, Any]) -> dict[str, Any]:
         values = dict(row)
         for plain, encrypted in _ENCRYPTED:
             data = values.get(encrypted)
@@ -148,14 +158,38 @@ class Store:
                         f"job {values['rid']}: column {encrypted} is encrypted; no key given"
                     )
                 values[plain] = json.loads(self.codec.decrypt(bytes(data)))
+        return values
+
+    def _strict_job(self, row: Mapping[str, Any]) -> Job:
+        """A Job from a row, raising on anything that cannot be decoded (for jobs about to run)."""
+        values = self._decrypted(row)
+        bad = [k for k, v in values.items() if isinstance(v, UnreadableJson)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} nested too deeply to decode")
         return Job.from_row(values)
 
-    def _claimed_job(self, row: dict[str, Any]) -> Job:
+    def _tolerant_job(self, values: dict[str, Any]) -> Job:
+        unreadable = [k for k, v in values.items() if isinstance(v, UnreadableJson)]
+        for column in unreadable:
+            values[column] = None
+        try:
+            job = Job.from_row(values)
+        except Exception as exc:
+            # A row another program wrote: what can be read is shown, the problem in ``error``.
+            values["options"] = None
+            job = Job.from_row(values)
+            unreadable.append(f"options ({type(exc).__name__}: {exc})")
+        note = f"[queuer could not decode: {', '.join(unreadable)}]"
+        if unreadable and note not in job.error:
+            job.error = f"{job.error} {note}".strip()
+        return job
+
+    def _decode_claimed(self, row: dict[str, Any]) -> Job:
         """A Job from a row the cycle claimed: its JSON columns arrive as text (most are ``{}``
         or ``[]``, decoded here without a parser), see ``CLAIM_JSON_COLUMNS``."""
         for column in CLAIM_JSON_COLUMNS:
             row[column] = _json_text(row[column])
-        return self.job_from_row(row)
+        return self._strict_job(row)
 
     # -- jobs -----------------------------------------------------------------------------------
     def insert_job_blocking(self, conn: Connection[DictRow], new: NewJob) -> Job:
@@ -174,6 +208,43 @@ class Store:
         finally:
             direct.detach()
         return self.job_from_row(rows[0])
+
+    async def insert_job_again(self, new: NewJob) -> Job:
+        """``add_job`` once more after its connection broke: a fresh connection (dead ones are
+        dropped first), the row written only when its rid is nowhere yet, else the existing job."""
+        await self.pool.check()
+        try:
+            rows = await self.execute(self.jobs.insert_again, new._asdict())
+        except psycopg.errors.UniqueViolation:
+            rows = []
+        return self.job_from_row(rows[0]) if rows else await self.find_job(new.rid)
+
+    def insert_job_again_blocking(self, new: NewJob) -> Job:
+        """``insert_job_again`` from the caller's thread, on the blocking pool."""
+        pool = self._sync_pool
+        if pool is not None:
+            pool.check()
+        with self.sync_connection() as conn:
+            try:
+                row = conn.execute(self.jobs.insert_again, new._asdict()).fetchone()
+            except psycopg.errors.UniqueViolation:
+                row = None
+            if row is None:
+                row = conn.execute(self.jobs.select_anywhere, {"rid": new.rid}).fetchone()
+            if row is None:
+                raise JobNotFoundError(f"Job not found: job {new.rid} vanished while it was enqueued again")
+        return self.job_from_row(row)
+
+    async def execute_retrying(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[DictRow]:
+        """``execute`` with one more try on a fresh connection when the first one was dead (after a
+        server restart). Only for statements that may safely run twice."""
+        try:
+            return await self.execute(query, params)
+        except psycopg.DatabaseError as exc:
+            if not (isinstance(exc, psycopg.OperationalError) or exc.sqlstate is None):
+                raise
+            await self.pool.check()
+            return await self.execute(query, params)
 
     async def cycle(
         self,
@@ -218,8 +289,25 @@ class Store:
             await self._release_cycle_connection()
             raise
         claimed = [self._claimed_job(r) for r in rows]
-        claimed.sort(key=lambda j: (j.created_at or datetime.min, j.id))
+        claimed.sort(key=lambda j: (j.created_at or _EARLIEST, j.id))
         return claimed
+
+    def _claimed_job(self, row: dict[str, Any]) -> Job:
+        """A Job from a row the cycle claimed. A row that cannot be decoded (written by another
+        program, or nested beyond what the decoder handles) becomes a Job that carries only its
+        identity and, in ``error``, why: the worker fails it instead of dying on it."""
+        try:
+            return self._decode_claimed(row)
+        except Exception as exc:  # whatever a row holds must not stop the cycle
+            return Job(
+                id=row["id"],
+                rid=row["rid"],
+                task_name=str(row.get("task_name") or ""),
+                status=JobStatus.RUNNING,
+                attempts=row.get("attempts") or 0,
+                created_at=utc_or_none(row.get("created_at")),
+                error=f"UnreadableJob: the row cannot be decoded ({type(exc).__name__}: {exc})"[:2000],
+            )
 
     async def _take_cycle_connection(self) -> AsyncConnection[DictRow]:
         """The cycle's connection, with generic plans: planning the cycle statement anew for each

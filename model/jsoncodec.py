@@ -16,6 +16,9 @@ from uuid import UUID
 from .errors import NotSerializableError, ValidationError
 
 NANOS_PER_MICRO = 1000
+# The deepest nesting a value may have: far below what a JSON decoder's recursion handles (Python's
+# gives up near 1,000 levels), so every row written can be read back by any worker.
+MAX_NESTING = 100
 # The longest duration Go can hold (int64 nanoseconds): every duration we write stays below it.
 MAX_SECONDS = (2**63 - 1) // 1_000_000_000
 
@@ -126,6 +129,24 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+def nesting(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (0 for a scalar), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING:
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _find_bad_text(value: Any, path: str) -> str | None:
     """The first string (or key) below ``value`` that PostgreSQL cannot store, described."""
     if isinstance(value, str):
@@ -155,6 +176,9 @@ def dumps(value: Any, what: str) -> str:
     except (TypeError, ValueError, RecursionError) as exc:
         reason = "it contains itself or is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise NotSerializableError(f"{what} is not JSON-serialisable: {reason}") from exc
+    # Only a text with many brackets can nest too deeply; only then is the value walked.
+    if text.count("[") + text.count("{") > MAX_NESTING and nesting(value) > MAX_NESTING:
+        raise NotSerializableError(f"{what} nests more than {MAX_NESTING} levels deep")
     # ASCII output: NUL and surrogates appear escaped; only then is the value walked.
     if ("\\u0000" in text or "\\ud" in text) and (found := _find_bad_text(value, what)):
         raise NotSerializableError(found)

@@ -81,12 +81,15 @@ class OnError:
             ) from exc
 
     def delay_before_retry(self, retry: int) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based)."""
+        """Seconds to wait before retry number ``retry`` (1-based), at most Go's longest duration
+        (a long exponential backoff would otherwise overflow the time it computes)."""
         if self.retry_backoff is RetryBackoff.LINEAR:
-            return retry * self.retry_delay
-        if self.retry_backoff is RetryBackoff.EXPONENTIAL:
-            return float(2 ** (retry - 1)) * self.retry_delay
-        return self.retry_delay
+            delay = retry * self.retry_delay
+        elif self.retry_backoff is RetryBackoff.EXPONENTIAL:
+            delay = self.retry_delay * 2.0 ** min(retry - 1, 64) if self.retry_delay else 0.0
+        else:
+            delay = self.retry_delay
+        return min(delay, float(MAX_SECONDS))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -146,7 +149,10 @@ class Schedule:
     def __post_init__(self) -> None:
         if not isinstance(self.start, datetime):
             raise ValidationError("schedule.start must be a datetime")
-        object.__setattr__(self, "start", as_utc(self.start))
+        try:
+            object.__setattr__(self, "start", as_utc(self.start))
+        except OverflowError as exc:
+            raise ValidationError(f"schedule.start {self.start!r} is out of range in UTC: {exc}") from exc
         require_int("schedule.max_count", self.max_count, minimum=0)
         if not isinstance(self.interval, timedelta) or self.interval < timedelta(0):
             raise ValidationError("schedule.interval must be a timedelta >= 0")

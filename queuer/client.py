@@ -335,15 +335,32 @@ class Client:
     def add_job_with_options(self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
         new = self._new_job(options, task, args, kwargs)
         self._loop.refuse_blocking()
-        with self._store.sync_connection() as conn:
-            self._check_names_sync(conn.cursor(), [new])
-            return self._store.insert_job_blocking(conn, new)
+        try:
+            with self._store.sync_connection() as conn:
+                self._check_names_sync(conn.cursor(), [new])
+                return self._store.insert_job_blocking(conn, new)
+        except psycopg.DatabaseError as exc:
+            if not connection_lost(exc):
+                raise
+            log.warning("add_job: connection lost (%s); sending job %s again", _first_line(exc), new.rid)
+            return self._store.insert_job_again_blocking(new)
 
     async def add_job_with_options_async(
         self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
     ) -> Job:
         new = self._new_job(options, task, args, kwargs)
-        return await self._loop.call_async(self._on_pooled(self._insert_pooled, new))
+        return await self._loop.call_async(self._enqueue(new))
+
+    async def _enqueue(self, new: NewJob) -> Job:
+        """One insert on a pooled connection; when the connection breaks around it, once more on a
+        fresh one, which finds the first attempt if it committed (the rid is ours)."""
+        try:
+            return await self._on_pooled(self._insert_pooled, new)
+        except psycopg.DatabaseError as exc:
+            if not connection_lost(exc):
+                raise
+            log.warning("add_job: connection lost (%s); sending job %s again", _first_line(exc), new.rid)
+            return await self._store.insert_job_again(new)
 
     def add_jobs(self, batch: Sequence[BatchJob]) -> list[UUID]:
         """Enqueue many jobs with one binary COPY; returns their rids in input order.
@@ -743,6 +760,18 @@ class Client:
     stop_worker = blocking(stop_worker_async)
     stop_worker_gracefully = blocking(stop_worker_gracefully_async)
     wait_for_job_finished = blocking(wait_for_job_finished_async)
+
+
+def connection_lost(exc: psycopg.DatabaseError) -> bool:
+    """The error says the connection went away (the statement may or may not have committed), not
+    that the server refused the statement: an operational error, or one with no SQLSTATE (libpq's
+    own "server closed the connection unexpectedly")."""
+    return isinstance(exc, psycopg.OperationalError) or exc.sqlstate is None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _as_dict(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], row: Any) -> dict[str, Any]:

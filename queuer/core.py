@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar, overload
 from uuid import UUID
 
+import psycopg
+
 from queuer.database import DatabaseConfiguration
 from queuer.database.listener import parse_payload
 from queuer.model import (
@@ -311,11 +313,16 @@ class Queuer(Client):
             if self._master is not None and self._master_task is not None:
                 self._master_task.cancel()
                 await asyncio.gather(self._master_task, return_exceptions=True)
-                await self._master.release()
+                try:
+                    await self._master.release()
+                except psycopg.Error as exc:  # the lock then expires by itself
+                    log.warning("releasing the master lock failed: %s", exc)
             if self._runtime is not None:
                 await self._runtime.drain(grace, cancel_running)
             if not self._task_process:
-                rows = await self._store.execute(self._store.workers.set_status, ("STOPPED", self.worker.id))
+                rows = await self._store.execute_retrying(
+                    self._store.workers.set_status, ("STOPPED", self.worker.id)
+                )
                 if rows:
                     self.worker = Worker.from_row(rows[0])
         finally:

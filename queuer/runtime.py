@@ -49,6 +49,10 @@ STALE_AFTER_HEARTBEATS = 4
 MIN_STALE_AFTER = 10.0
 
 
+class PoisonJob(Exception):
+    """A claimed row that cannot be run as it is; the message says why."""
+
+
 @dataclass
 class RuntimeSettings:
     """Intervals of the background loops, in seconds."""
@@ -98,6 +102,7 @@ class Runtime:
         self._pending: list[Outcome] = []  # ended, not yet written; their slots are reused by the write
         self._claiming = True
         self._finished = False  # drained: the cycle loop ends
+        self.dead = False  # a loop died: nothing runs, nothing heartbeats
         self._writing = False  # a cycle's transaction is in flight
         self._written = asyncio.Event()  # set after every write attempt
         self._ended = asyncio.Event()  # set whenever a running job ends
@@ -112,8 +117,28 @@ class Runtime:
         self._claiming = True
         loop = asyncio.get_running_loop()
         for coro in (self._cycle_loop(), self._poll_loop(), self._heartbeat_loop()):
-            self._loops.append(loop.create_task(coro))
+            task = loop.create_task(coro)
+            task.add_done_callback(self._loop_ended)
+            self._loops.append(task)
         self.wake.set()
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A background loop ended. Unless the worker is draining, that was not foreseen: stop
+        them all, the heartbeat included, so the master declares this worker dead and rescues its
+        jobs. A live heartbeat always means a live claim loop."""
+        if self._finished or task.cancelled():
+            return
+        exc = task.exception()
+        log.error(
+            "worker %s: a background loop ended unexpectedly (%s); heartbeat stopped so that the "
+            "master rescues this worker's jobs",
+            self.worker_rid,
+            f"{type(exc).__name__}: {exc}" if exc else "returned",
+            exc_info=exc,
+        )
+        self.dead = True
+        for other in self._loops:
+            other.cancel()
 
     async def drain(self, grace: float | None, cancel_running: bool = False) -> None:
         """Stop claiming and end the running jobs, then write every pending completion.
@@ -159,7 +184,7 @@ class Runtime:
 
     async def flush_all(self) -> None:
         """Wait until every ended job is written and no cycle is in flight."""
-        while self._pending or self._writing:
+        while (self._pending or self._writing) and not self.dead:
             self._written.clear()
             self.wake.set()
             await self._written.wait()
@@ -259,15 +284,19 @@ class Runtime:
             if o.retry_at is not None:
                 retried.append((o.job.id, o.job.attempts, o.retry_at))
                 continue
-            if o.status is JobStatus.CANCELLED:  # as a cancel: the row's results ([]), never sealed
-                results, encrypted = "[]", b""
-            else:
-                results, encrypted = self.store.seal_results(o.results_json)
+            try:
+                if o.status is JobStatus.CANCELLED:  # as a cancel: the row's results ([]), never sealed
+                    results, encrypted = "[]", b""
+                else:
+                    results, encrypted = self.store.seal_results(o.results_json)
+                new = None if o.status is JobStatus.CANCELLED else next_occurrence(o.job, self.registry)
+            except Exception as exc:  # this job's completion cannot be written as it is: fail it
+                error = f"{type(exc).__name__} while completing the job: {exc}"[:2000]
+                log.error("job %s %s: %s", o.job.rid, o.job.task_name, error)
+                finished.append((o.job.id, o.job.attempts, JobStatus.FAILED.value, "null", b"", error))
+                continue
             finished.append((o.job.id, o.job.attempts, o.status.value, results, encrypted, o.error))
-            if (
-                o.status is not JobStatus.CANCELLED
-                and (new := next_occurrence(o.job, self.registry)) is not None
-            ):
+            if new is not None:
                 follow_ups.append((o.job.id, new))
         return await self.store.cycle(
             self.worker_id,
@@ -325,6 +354,21 @@ class Runtime:
 
     # -- running --------------------------------------------------------------------------------
     def _start_job(self, job: Job) -> None:
+        """Start one claimed job; whatever goes wrong with this job fails it, and only it."""
+        try:
+            if job.error:  # the store could not decode the row: it says why
+                raise PoisonJob(job.error)
+            self._start_claimed(job)
+        except Exception as exc:
+            self._fail_poison(job, exc)
+
+    def _fail_poison(self, job: Job, exc: BaseException) -> None:
+        error = str(exc) if isinstance(exc, PoisonJob) else f"{type(exc).__name__}: {exc}"
+        log.error("job %s %s failed before it could run: %s", job.rid, job.task_name, error)
+        self._pending.append(Outcome(job, JobStatus.FAILED, results_json="null", error=error[:2000]))
+        self.wake.set()
+
+    def _start_claimed(self, job: Job) -> None:
         schedule = job.options.schedule if job.options else None
         if schedule is not None and job.scheduled_at is None and schedule.start > datetime.now(UTC):
             # A row the Go library's batch insert wrote QUEUED despite its schedule (contract
