@@ -32,10 +32,18 @@ def main() -> None:
     defaults = "--defaults" in sys.argv
     timing: dict[str, Any] = {} if defaults else {"heartbeat_interval": 0.2, "poll_interval": 0.5}
     q = new_queuer_with_db(name, 4, None, DatabaseConfiguration.from_url(url), **timing)
-    runs = psycopg.connect(url, autocommit=True)
+    runs = [psycopg.connect(url, autocommit=True)]
+
+    def record(i: int) -> None:
+        """One row per run; a connection lost to a server restart is made again once."""
+        try:
+            runs[0].execute("INSERT INTO runs (i, worker) VALUES (%s, %s)", (i, name))
+        except psycopg.OperationalError:
+            runs[0] = psycopg.connect(url, autocommit=True)
+            runs[0].execute("INSERT INTO runs (i, worker) VALUES (%s, %s)", (i, name))
 
     def crash_work(i: int, seconds: float) -> int:
-        runs.execute("INSERT INTO runs (i, worker) VALUES (%s, %s)", (i, name))
+        record(i)
         time.sleep(seconds)  # the work itself
         return i
 
