@@ -1,43 +1,85 @@
-"""queuer: a durable job queue that lives entirely in PostgreSQL, shared with Go workers."""
+"""queuer: a durable job queue that lives entirely in PostgreSQL, shared with Go workers.
 
-from queuer.database.config import DatabaseConfiguration
-from queuer.model import (
-    BatchJob,
-    Job,
-    JobEvent,
-    JobStatus,
-    Master,
-    MasterSettings,
-    OnError,
-    Options,
-    RetryBackoff,
-    Schedule,
-    Worker,
-    WorkerStatus,
-    new_job,
-    new_options,
-    new_worker,
-    new_worker_with_options,
-)
+The names below are imported when first used, so ``import queuer.model`` (records and their
+encoding, no I/O) loads neither psycopg nor the runtime.
+"""
 
-from .client import Client, connect, connect_with_db
-from .core import Queuer, new_queuer, new_queuer_with_db
-from .errors import (
-    ConfigurationError,
-    DatabaseConnectionError,
-    DecryptionError,
-    DuplicateTaskError,
-    JobNotFoundError,
-    NotSerializableError,
-    QueuerError,
-    QueuerStateError,
-    UnknownTaskError,
-    ValidationError,
-    WaitTimeoutError,
-    WorkerNotFoundError,
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_MODEL = (
+    "BatchJob Job JobEvent JobStatus Master MasterSettings OnError Options RetryBackoff Schedule Worker "
+    "WorkerStatus new_job new_options new_worker new_worker_with_options ConfigurationError "
+    "DatabaseConnectionError DecryptionError DuplicateTaskError JobNotFoundError NotSerializableError "
+    "QueuerError QueuerStateError UnknownTaskError ValidationError WaitTimeoutError WorkerNotFoundError"
 )
-from .runner import current_job_rid
-from .tasks import Task, new_task, new_task_with_name
+# Where each public name lives.
+_HOME: dict[str, str] = {
+    **dict.fromkeys(_MODEL.split(), "queuer.model"),
+    "DatabaseConfiguration": "queuer.database.config",
+    "Client": "queuer.client",
+    "connect": "queuer.client",
+    "connect_with_db": "queuer.client",
+    "Queuer": "queuer.core",
+    "new_queuer": "queuer.core",
+    "new_queuer_with_db": "queuer.core",
+    "current_job_rid": "queuer.runner",
+    "Task": "queuer.tasks",
+    "new_task": "queuer.tasks",
+    "new_task_with_name": "queuer.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'queuer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from queuer.database.config import DatabaseConfiguration
+    from queuer.model import (
+        BatchJob,
+        ConfigurationError,
+        DatabaseConnectionError,
+        DecryptionError,
+        DuplicateTaskError,
+        Job,
+        JobEvent,
+        JobNotFoundError,
+        JobStatus,
+        Master,
+        MasterSettings,
+        NotSerializableError,
+        OnError,
+        Options,
+        QueuerError,
+        QueuerStateError,
+        RetryBackoff,
+        Schedule,
+        UnknownTaskError,
+        ValidationError,
+        WaitTimeoutError,
+        Worker,
+        WorkerNotFoundError,
+        WorkerStatus,
+        new_job,
+        new_options,
+        new_worker,
+        new_worker_with_options,
+    )
+
+    from .client import Client, connect, connect_with_db
+    from .core import Queuer, new_queuer, new_queuer_with_db
+    from .runner import current_job_rid
+    from .tasks import Task, new_task, new_task_with_name
 
 __all__ = [
     "BatchJob",

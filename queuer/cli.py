@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -316,10 +315,9 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
 
 
 def version() -> str:
-    try:
-        return importlib.metadata.version("queuer")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
-        return "unknown"
+    from queuer import __version__
+
+    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
