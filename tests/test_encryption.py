@@ -7,11 +7,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from queuer.database.encryption import PgpCodec
 
 from queuer import DecryptionError, JobStatus
+from queuer.database.encryption import PgpCodec
 
-from .conftest import QueuerFactory, has_pgcrypto
+from .helpers import QueuerFactory, has_pgcrypto
 
 KEY = "correct horse battery staple"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -25,8 +24,7 @@ from queuer import (
 )
 from queuer.runtime import SATURATED_AFTER_JOBS
 
-from .conftest import QueuerFactory, eventually
-from .test_spine import count
+from .helpers import QueuerFactory, count, eventually
 
 
 def test_add_jobs_copies_in_order_with_per_item_options(
@@ -279,10 +277,7 @@ def test_worker_refreshes_statistics_after_a_foreign_bulk_insert(
         "FROM generate_series(1, 1500)"
     )
     assert done.wait(60)
-    deadline = time.monotonic() + 60
-    while sql.execute(last_analyze).fetchone() == (None,):
-        assert time.monotonic() < deadline, "job was never analyzed"
-        time.sleep(0.02)
+    eventually(lambda: sql.execute(last_analyze).fetchone() != (None,), timeout=60, what="job analyzed")
 
 
 def test_a_saturated_worker_refreshes_statistics_of_a_growing_backlog(

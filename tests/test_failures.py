@@ -7,8 +7,6 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,6 @@ from queuer import (
     BatchJob,
     JobNotFoundError,
     JobStatus,
-    MasterSettings,
     OnError,
     Options,
     RetryBackoff,
@@ -29,15 +26,7 @@ from queuer import (
 from queuer.runtime import SATURATED_AFTER_JOBS
 
 from . import process_tasks
-from .conftest import QueuerFactory, add_long_task, eventually
-from .test_spine import count
-
-FAST_MASTER = MasterSettings(
-    master_poll_interval=timedelta(seconds=0.1),
-    master_lock_timeout=timedelta(seconds=1),
-    worker_stale_threshold=timedelta(seconds=1),
-    worker_delete_threshold=timedelta(hours=1),
-)
+from .helpers import FAST_MASTER, QueuerFactory, add_long_task, count, eventually, eventually_async
 
 
 def test_on_error_validation_and_backoff_formula() -> None:
@@ -405,21 +394,15 @@ def test_listener_proves_a_quiet_connection_alive_and_reconnects(
             await asyncio.wait_for(listener.connected.wait(), 30)
             me = "(SELECT pid FROM pg_stat_activity WHERE query = 'SELECT 1' AND datname = current_database() AND pid <> pg_backend_pid())"
 
-            async def until(predicate: Callable[[], bool]) -> None:
-                deadline = time.monotonic() + 30
-                while not predicate():
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.01)
-
             # Quiet for longer than check_interval: the liveness query ran on the listener.
-            await until(lambda: sql.execute(f"SELECT count(*) FROM {me} AS p").fetchone()[0] > 0)
+            await eventually_async(lambda: sql.execute(f"SELECT count(*) FROM {me} AS p").fetchone()[0] > 0)
             sql.execute("SELECT pg_notify('job', %s)", ('{"status" : "QUEUED"}',))
             await asyncio.wait_for(got.wait(), 30)
             assert received[-1] == ("job", '{"status" : "QUEUED"}')
 
             got.clear()
             sql.execute(f"SELECT pg_terminate_backend(pid) FROM {me} AS p")
-            await until(lambda: len(connects) >= 2)
+            await eventually_async(lambda: len(connects) >= 2)
             await asyncio.wait_for(listener.connected.wait(), 30)
             sql.execute("SELECT pg_notify('job_archive', %s)", ('{"id" : 1, "status" : "CANCELLED"}',))
             await asyncio.wait_for(got.wait(), 30)

@@ -41,15 +41,9 @@ from queuer import (
     WorkerStatus,
 )
 
-from .conftest import QueuerFactory, eventually
+from .helpers import QueuerFactory, WorkerProcess, count, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def count(sql: psycopg.Connection[Any], query: str, *params: Any) -> int:
-    row = sql.execute(query, params).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def run_python(database_url: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -113,38 +107,12 @@ def test_a_process_task_child_never_registers_a_worker(
 
 
 # -- rescue by default --------------------------------------------------------------------------
-class DefaultWorker:
-    """``tests.worker_process --defaults``: every setting as a newcomer leaves it."""
-
-    def __init__(self, url: str, name: str) -> None:
-        args = [sys.executable, "-m", "tests.worker_process", url, name, "--defaults"]
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("ready "), f"worker {name} did not start: {line!r}"
-        self.rid = UUID(line.split()[1])
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 @pytest.mark.timeout(180)
 def test_sigkill_of_the_master_worker_is_rescued_within_a_minute_with_default_settings(
     database_url: str, make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
 ) -> None:
     sql.execute("CREATE TABLE runs (i int, worker text, at timestamptz DEFAULT clock_timestamp())")
-    a = DefaultWorker(database_url, "A")
+    a = WorkerProcess(database_url, "A", defaults=True)
     started = [a]
     try:
         eventually(
@@ -162,7 +130,7 @@ def test_sigkill_of_the_master_worker_is_rescued_within_a_minute_with_default_se
         eventually(
             lambda: count(sql, "SELECT count(*) FROM runs WHERE worker = 'A'") == 2, what="A runs both"
         )
-        b = DefaultWorker(database_url, "B")
+        b = WorkerProcess(database_url, "B", defaults=True)
         started.append(b)
         a.kill()
         row = sql.execute("SELECT updated_at FROM worker WHERE rid = %s", (a.rid,)).fetchone()
@@ -180,7 +148,7 @@ def test_sigkill_of_the_master_worker_is_rescued_within_a_minute_with_default_se
         producer.close()
     finally:
         for w in started:
-            w.stop()
+            w.terminate()
 
 
 def test_a_live_go_worker_is_never_declared_dead_but_a_silent_python_worker_is(

@@ -21,7 +21,7 @@ import pytest
 
 from queuer import BatchJob, DatabaseConfiguration, JobStatus, OnError, Options, Schedule
 
-from .conftest import QueuerFactory
+from .helpers import QueuerFactory
 
 PGBOUNCER = shutil.which("pgbouncer") or (
     "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None

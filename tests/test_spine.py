@@ -23,13 +23,7 @@ from queuer import (
     new_queuer,
 )
 
-from .conftest import QueuerFactory
-
-
-def count(sql: psycopg.Connection[Any], query: str, *params: Any) -> int:
-    row = sql.execute(query, params).fetchone()
-    assert row is not None
-    return int(row[0])
+from .helpers import QueuerFactory, count
 
 
 def test_readme_snippet_runs_as_written(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,128 @@
+"""What the tests share: waiting for a condition, counting rows, worker processes, small task
+helpers. Test modules import from here (and fixtures come from conftest.py), never from each other."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+
+from queuer import DatabaseConfiguration, MasterSettings, Queuer
+
+ROOT = Path(__file__).resolve().parent.parent
+QueuerFactory = Callable[..., Queuer]
+
+FAST_MASTER = MasterSettings(
+    master_poll_interval=timedelta(seconds=0.1),
+    master_lock_timeout=timedelta(seconds=1),
+    worker_stale_threshold=timedelta(seconds=1),
+    worker_delete_threshold=timedelta(hours=1),
+)
+
+
+def database_url_for(server_dsn: str, name: str) -> str:
+    """A ``postgresql://`` URL (the QUEUER_DB_URL form) for database ``name`` on the test server."""
+    params = psycopg.conninfo.conninfo_to_dict(server_dsn)
+    user = quote(str(params.get("user") or "postgres"))
+    password = f":{quote(str(params['password']))}" if params.get("password") else ""
+    host = str(params.get("host") or "127.0.0.1")
+    port = params.get("port") or 5432
+    if host.startswith("/"):
+        return f"postgresql://{user}{password}@/{name}?host={quote(host)}&port={port}"
+    return f"postgresql://{user}{password}@{host}:{port}/{name}?sslmode=disable"
+
+
+def config_from_url(url: str, **overrides: Any) -> DatabaseConfiguration:
+    return DatabaseConfiguration.from_url(url, **overrides)
+
+
+def has_pgcrypto(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pgcrypto'").fetchone()
+    return row is not None
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+async def eventually_async(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """``eventually`` for a coroutine: the event loop keeps running while it waits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def count(sql: psycopg.Connection[Any], query: str, *params: Any) -> int:
+    row = sql.execute(query, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def add_long_task(q: Queuer, name: str) -> tuple[threading.Event, threading.Event]:
+    """Register an async task ``name`` that runs for a minute unless cancelled first; returns the
+    events (started, cancelled) it sets."""
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def long_task() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    q.add_task_with_name(long_task, name)
+    return started, cancelled
+
+
+class WorkerProcess:
+    """A ``tests.worker_process`` child; ``rid`` is its worker row. ``master``: a fast master
+    election; ``defaults``: every setting as a newcomer leaves it (the master election included)."""
+
+    def __init__(self, url: str, name: str, master: bool = False, defaults: bool = False) -> None:
+        flags = (["--master"] if master else []) + (["--defaults"] if defaults else [])
+        args = [sys.executable, "-m", "tests.worker_process", url, name, *flags]
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("ready "), f"worker {name} did not start: {line!r}"
+        self.rid = line.split()[1]
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._close_pipe()
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
