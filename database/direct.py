@@ -1,20 +1,20 @@
 """The worker cycle's statement and add_job's insert, run on libpq directly instead of through a
 psycopg cursor.
 
-A busy worker runs one cycle statement every millisecond or two. Through ``AsyncConnection.execute``
-each cost about 90 µs of client CPU for a trivial query on this project's machine, and its fixed
-share (query conversion, prepared-statement bookkeeping, a generator step per socket wait, a new
-cursor and row maker per call) was most of what a worker spent per job besides running it. Here the
-statement is converted to ``$n`` form and prepared once per connection, its parameters are sent as
-text, and its rows are loaded by psycopg's own (C) loaders: the same types psycopg would give, about
-a third of the client time. The listener reads its notifications off libpq the same way.
+A busy worker runs a cycle statement every millisecond or two, and the fixed share of
+``AsyncConnection.execute`` (query conversion, prepared-statement bookkeeping, a generator step per
+socket wait, a new cursor and row maker per call) was most of what a worker spent per job besides
+running it. Here the statement is converted to ``$n`` form and prepared once per connection, its
+parameters are sent as text, and its rows are loaded by psycopg's own (C) loaders: the same types
+psycopg would give, for much less client time (the benchmark log has the figures). The listener
+reads its notifications off libpq the same way.
 
 The cycle's connection runs these one statement at a time through a ``DirectConnection``, which
 keeps one reader on the socket while the cycle holds the connection (no reader registered and
 removed for every wait); psycopg's own calls on that connection (its session settings) happen
 before it is attached and after it is detached. ``add_job`` runs its insert the same way on a
-pooled connection, on the loop (``DirectConnection``) or blocking (``fetch_blocking``): through
-psycopg's execute the call took 30 % more client CPU.
+pooled connection, on the loop (``DirectConnection``) or blocking (``fetch_blocking``), for the
+same reason (the benchmark log has the figures).
 
 Which of our statements each connection has prepared is remembered with the connection (a pooled
 one outlives whoever holds it): a statement is prepared before its first use there, and executed

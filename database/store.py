@@ -194,7 +194,7 @@ class Store:
     # -- jobs -----------------------------------------------------------------------------------
     def insert_job_blocking(self, conn: Connection[DictRow], new: NewJob) -> Job:
         """``add_job`` on a connection of the sync pool: the insert on libpq directly, one round trip
-        (through psycopg's execute the call took 30 % more client CPU: 248 against 190 us here)."""
+        and less client CPU than psycopg's execute (see ``queuer.database.direct``)."""
         rows = fetch_blocking(conn, self._insert, new._asdict(), prepare=not self.config.behind_pooler)
         return self.job_from_row(rows[0])
 
@@ -312,20 +312,17 @@ class Store:
     async def _take_cycle_connection(self) -> AsyncConnection[DictRow]:
         """The cycle's connection, with generic plans: planning the cycle statement anew for each
         execution cost more than executing it, and grew as a draining queue left dead index
-        entries behind (1.0 -> 2.4 ms per cycle over 20,000 jobs). A generic plan is kept until
-        the table is analyzed again, and one made while the queue was small walks the whole table
-        and sorts it (20,300 rows: 5.8 ms per claim instead of 0.04 ms): without sorts, the claim
-        can only walk ``queuer_py_job_claim`` in order, whatever the table's size and statistics.
-        Only this connection: the operators' filtered listings want plans for their parameters.
-        Keep the cycle statement free of sorts: with ``enable_sort`` off, a plan that must sort
-        carries the planner's disable cost, crosses ``jit_above_cost``, and is then JIT-compiled
-        at every execution (a claim variant with two small sorts took 550 ms instead of 1 ms);
-        ``jit`` is off here so that no such plan can be compiled again.
+        entries behind. A generic plan is kept until the table is analyzed again, and one made
+        while the queue was small would walk the whole table and sort it: without sorts, the
+        claim can only walk ``queuer_py_job_claim`` in order, whatever the table's size and
+        statistics. Only this connection: the operators' filtered listings want plans for their
+        parameters. Keep the cycle statement free of sorts: with ``enable_sort`` off, a plan that
+        must sort carries the planner's disable cost, crosses ``jit_above_cost``, and would be
+        JIT-compiled at every execution; ``jit`` is off so that no such plan is compiled.
         Sequential scans are off too: the generic plan made on an empty table (a new worker's
-        first cycle) found the finished rows by scanning ``job`` whole, and kept doing so once the
-        queue was full until the table was next analyzed (at the start of every 20,000-job drain
-        here, 7 cycles of 2-8 ms instead of 0.5; the longer the queue, the longer each). Every
-        table access of the cycle has an index to use: the primary key, the claim index."""
+        first cycle) would otherwise find the finished rows by scanning ``job`` whole until the
+        next ANALYZE. Every table access of the cycle has an index to use: the primary key, the
+        claim index. The benchmark log has the measurements behind each setting."""
         conn = await self.pool.getconn()
         if not self.config.behind_pooler:  # no session settings behind a transaction pooler
             try:
@@ -362,8 +359,7 @@ class Store:
 
     async def refresh_statistics(self, precheck: str | None = None) -> bool:
         """ANALYZE ``job`` (whether it ran). Stale statistics after a big insert make the planner
-        sort the whole queue on every claim (1,000 instead of 7,000 jobs/s here) until autovacuum
-        comes, minutes later; the analysis also makes the cycle's cached generic plan be made
+        sort the whole queue on every claim until autovacuum comes, minutes later (if it runs); the analysis also makes the cycle's cached generic plan be made
         again. Skipped while another process analyzes it, and when ``precheck`` (one of
         ``JobTable``'s ``needs_analyze``, ``outgrew_analyze``) says it is not stale. Errors (not
         the table's owner, say) are logged, not raised: this is maintenance."""

@@ -524,7 +524,7 @@ class Client:
         rids = uuid7_batch(len(batch))
         parent = current_job_rid.get()
         # The common item (no options, no keyword parameters, not inside a task, no parameter
-        # encryption) is built inline: the general path cost a fifth of add_jobs.
+        # encryption) is built inline: the general path is much slower per item.
         plain = parent is None and not self._store.encrypt_parameters
         default_options = self._default_options_json
         queued = JobStatus.QUEUED.value

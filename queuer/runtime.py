@@ -39,8 +39,8 @@ from .tasks import TaskRegistry
 log = logging.getLogger("queuer.worker")
 
 # Jobs claimed by full claims in a row before the worker counts as saturated. Each change costs a
-# few statements (UNLISTEN, later LISTEN, a claim, a check), so it must outlast them: with a bare
-# "two full claims" rule, batches of 50 jobs at 5,000 jobs/s flipped the state 168 times a second.
+# few statements (UNLISTEN, later LISTEN, a claim, a check), so the state must outlast them; a rule
+# of "two full claims" flipped it many times a second (see the benchmark log).
 SATURATED_AFTER_JOBS = 100
 LONG_JOB = 1.0  # seconds; a job running this long may well be cancelled while it runs
 # A started worker counts as dead once it missed this many heartbeats (and at least MIN_STALE_AFTER
