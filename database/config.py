@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from psycopg.conninfo import make_conninfo
+
 from queuer.model import ConfigurationError
 
 APPLICATION_NAME = "queuer"

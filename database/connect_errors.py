@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+
 from queuer.model import DatabaseConnectionError
 
 from .config import DatabaseConfiguration

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from psycopg import sql
+
 from queuer.model import JOB_COLUMNS
 
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"

@@ -18,6 +18,7 @@ from uuid import UUID
 import psycopg
 from psycopg.pq import ConnStatus
 from psycopg.pq.abc import PGconn
+
 from queuer.model import JobEvent, JobStatus
 
 from .config import DatabaseConfiguration

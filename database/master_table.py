@@ -4,6 +4,7 @@ of POLYGLOT.md §5.10-5.11 (with the fixes of §8 items 6 and 7)."""
 from __future__ import annotations
 
 from psycopg import sql
+
 from queuer.model import JOB_COLUMNS
 
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"

@@ -7,6 +7,7 @@ import zlib
 
 import psycopg
 from psycopg import sql
+
 from queuer.model import ConfigurationError
 from queuer.sql import load
 

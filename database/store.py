@@ -15,6 +15,7 @@ import psycopg
 from psycopg import AsyncConnection, Connection, pq
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
+
 from queuer.model import (
     DecryptionError,
     Job,

@@ -11,9 +11,8 @@ import logging
 import os
 import tempfile
 
-from queuer.database import env_is_configured
-
 from queuer import OnError, Options, new_queuer
+from queuer.database import env_is_configured
 
 
 def use_embedded_postgres_if_unconfigured() -> None:
