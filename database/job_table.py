@@ -1,4 +1,4 @@
-"""Every SQL statement on ``job`` and ``job_archive``, with the row effects of POLYGLOT.md §5.
+"""Every SQL statement on ``job`` and ``job_archive``, with the row effects of docs/go-interop.md §5.
 
 Statements are composed once per schema (identifiers quoted with ``psycopg.sql``) and executed on a
 pooled connection, or on the caller's own connection for transactional enqueue.

@@ -1,4 +1,4 @@
-"""The dedicated LISTEN connection: channels ``job`` and ``job_archive`` (POLYGLOT.md §2).
+"""The dedicated LISTEN connection: channels ``job`` and ``job_archive`` (docs/go-interop.md §2).
 
 It reconnects with backoff when the connection dies, notices a silently dead connection with TCP
 keepalives and a periodic ``SELECT 1``, and reports every (re)connect so the caller can claim at once

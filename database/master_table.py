@@ -1,5 +1,5 @@
 """Every SQL statement of the master role: the lock on ``master`` row 1 and the stale handling
-of POLYGLOT.md §5.10-5.11 (with the fixes of §8 items 6 and 7)."""
+of docs/go-interop.md §5.10-5.11 (with the fixes of §8 items 6 and 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Installs the schema of POLYGLOT.md §1-2: idempotent, safe when several processes start at once."""
+"""Installs the schema of docs/go-interop.md §1-2: idempotent, safe when several processes start at once."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ async def _check_time_zone(conn: psycopg.AsyncConnection[tuple[object, ...]]) ->
     if row is not None and not row[0]:
         log.warning(
             "database default TimeZone is %r, not UTC: Go workers sharing this database will mark live "
-            "workers stale (POLYGLOT §1.9). queuer pins its own sessions to UTC. Fix with "
+            "workers stale (docs/go-interop.md §1.9). queuer pins its own sessions to UTC. Fix with "
             "ALTER DATABASE ... SET TimeZone = 'UTC'.",
             row[1],
         )
@@ -141,7 +141,7 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
                     log.warning(
                         "notify_event() lives in schema %r: this database already holds another queuer "
                         "installation. Both share the NOTIFY channels, and Go workers support only one "
-                        "installation per database (POLYGLOT §1.10).",
+                        "installation per database (docs/go-interop.md §1.10).",
                         function_schema,
                     )
             cur = await conn.execute(

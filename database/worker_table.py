@@ -1,4 +1,4 @@
-"""Every SQL statement on ``worker`` (POLYGLOT.md §1.3, §5.9)."""
+"""Every SQL statement on ``worker`` (docs/go-interop.md §1.3, §5.9)."""
 
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ class Schedule:
     """Delayed and recurring execution.
 
     ``start`` is when the first occurrence is due (naive datetimes are UTC; default: now). ``max_count``
-    is the number of occurrences (0 = unlimited, see the README for how a Go worker treats that); more
+    is the number of occurrences (0 = unlimited, see docs/guides/scheduling.md for how a Go worker treats that); more
     than one needs ``interval`` or ``next_interval`` (the name of a registered next-interval function).
     """
 

@@ -47,7 +47,9 @@ class MasterRole:
                 settings.worker_stale_threshold,
             )
         if settings.master_lock_timeout < timedelta(minutes=1):
-            log.warning("master_lock_timeout below 1 minute reads as 0 minutes to Go masters (POLYGLOT §8)")
+            log.warning(
+                "master_lock_timeout below 1 minute reads as 0 minutes to Go masters (docs/go-interop.md §8)"
+            )
 
     async def run(self) -> None:
         interval = self.settings.master_poll_interval.total_seconds()

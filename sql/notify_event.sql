@@ -1,4 +1,4 @@
--- The trigger function shared with Go (POLYGLOT.md §2.1). Created only when no function of this
+-- The trigger function shared with Go (docs/go-interop.md §2.1). Created only when no function of this
 -- name exists anywhere in the database; never replaced or dropped.
 -- Channel: the table's name for job and worker, else job_archive. Payload: the text of
 -- json_build_object('id', id, 'rid', rid, 'status', status) (a space on both sides of each colon),

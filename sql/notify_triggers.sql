@@ -1,4 +1,4 @@
--- The two row triggers of POLYGLOT.md §2.1, created when absent (Go re-creates the same ones).
+-- The two row triggers of docs/go-interop.md §2.1, created when absent (Go re-creates the same ones).
 -- {function} is the existing notify_event(), schema-qualified by the installer.
 DO $$
 BEGIN

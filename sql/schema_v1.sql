@@ -1,5 +1,5 @@
 -- queuer schema, version 1. Runs with search_path set to the configured schema only.
--- Tables, columns, defaults, keys and index names follow POLYGLOT.md §1 exactly, so Go workers share
+-- Tables, columns, defaults, keys and index names follow docs/go-interop.md §1 exactly, so Go workers share
 -- them. Everything is "if not exists": a schema a Go process created first is adopted unchanged.
 
 CREATE TABLE IF NOT EXISTS job (
