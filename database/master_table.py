@@ -133,5 +133,7 @@ class MasterTable:
         self.forget_workers = compose(_FORGET_WORKERS)
         self.retention_batch = compose(_RETENTION_BATCH)
         self.has_timescale = _HAS_TIMESCALE
+        self.remove_retention_policy = "SELECT remove_retention_policy(%s, if_exists => TRUE)"
+        self.add_retention_policy = "SELECT add_retention_policy(%s, drop_after => %s::interval)"
         self.is_hypertable = _IS_HYPERTABLE
         self.archive_name = f"{schema}.job_archive"

@@ -85,6 +85,23 @@ async def _install_timescale(
     return "job_archive converted to a TimescaleDB hypertable"
 
 
+async def schema_installed(config: DatabaseConfiguration) -> bool:
+    """Whether the configured schema holds queuer's tables, on one short connection (which fails
+    fast, with a ``DatabaseConnectionError`` that says why, when the server cannot be used)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            config.conninfo(), connect_timeout=CONNECT_TIMEOUT, application_name="queuer"
+        )
+    except psycopg.OperationalError as exc:
+        raise describe(exc, config) from exc
+    try:
+        cur = await conn.execute("SELECT to_regclass(%s)", (f"{config.schema}.job",))
+        row = await cur.fetchone()
+    finally:
+        await conn.close()
+    return row is not None and row[0] is not None
+
+
 async def install_schema(config: DatabaseConfiguration) -> list[str]:
     """Create what is missing and return a line per action (empty when nothing changed).
 

@@ -6,9 +6,9 @@ import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 import psycopg
@@ -31,9 +31,11 @@ from queuer.model import (
 from queuer.model.job import utc_or_none
 from queuer.model.jsoncodec import naive_utc
 
+from .batch import copy_jobs, copy_jobs_async
 from .config import DatabaseConfiguration
 from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared, prepared_names
 from .job_table import CLAIM_JSON_COLUMNS, JobTable, NewJob, cycle_params
+from .master_store import MasterStore
 from .master_table import MasterTable
 from .pool import PoolType, UnreadableJson, connection_kwargs, make_pool, read_json_tolerantly
 from .worker_table import WorkerTable
@@ -60,6 +62,9 @@ CYCLE_SETTINGS = (
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
+Refresh = Literal["always", "many_changes", "outgrown"]
+
+
 class Codec(Protocol):
     """Encrypts and decrypts column values (see ``queuer.database.encryption``)."""
 
@@ -82,6 +87,7 @@ class Store:
         self.jobs = JobTable(config.schema)
         self.workers = WorkerTable(config.schema)
         self.masters = MasterTable(config.schema)
+        self.master = MasterStore(self.masters, self.execute, self.pool)
         self.codec = codec
         self.encrypt_parameters = encrypt_parameters and codec is not None
         self._pool_size = pool_size
@@ -358,12 +364,18 @@ class Store:
                 await conn.close()
         await self.pool.putconn(conn)  # a closed or broken one is discarded
 
-    async def refresh_statistics(self, precheck: str | None = None) -> bool:
+    async def refresh_statistics(self, when: Refresh = "always") -> bool:
         """ANALYZE ``job`` (whether it ran). Stale statistics after a big insert make the planner
-        sort the whole queue on every claim until autovacuum comes, minutes later (if it runs); the analysis also makes the cycle's cached generic plan be made
-        again. Skipped while another process analyzes it, and when ``precheck`` (one of
-        ``JobTable``'s ``needs_analyze``, ``outgrew_analyze``) says it is not stale. Errors (not
-        the table's owner, say) are logged, not raised: this is maintenance."""
+        sort the whole queue on every claim until autovacuum comes, minutes later (if it runs);
+        the analysis also makes the cycle's cached generic plan be made again. Skipped while
+        another process analyzes it, and unless ``when`` holds: ``many_changes`` since the last
+        analysis, or the table ``outgrown`` what it saw. Errors (not the table's owner, say) are
+        logged, not raised: this is maintenance."""
+        precheck = {
+            "always": None,
+            "many_changes": self.jobs.needs_analyze,
+            "outgrown": self.jobs.outgrew_analyze,
+        }[when]
         try:
             if precheck is not None:
                 rows = await self.execute(precheck, (self.config.schema,))
@@ -378,6 +390,53 @@ class Store:
         except psycopg.Error as exc:
             log.debug("ANALYZE of job failed: %s", exc)
             return False
+
+    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[DictRow]]:
+        """A pooled connection (autocommit, dict rows) for one write the caller composes."""
+        return self.pool.connection()
+
+    async def check_connections(self) -> None:
+        """Drop pooled connections that died (a server restart); the pool makes new ones."""
+        await self.pool.check()
+
+    async def next_due_seconds(self, tasks: list[str], intervals: list[str]) -> float | None:
+        """Seconds until the earliest SCHEDULED job a worker with these tasks could run (server
+        clock; negative when one is due already), or None when there is none."""
+        rows = await self.execute(self.jobs.next_due, {"tasks": tasks, "intervals": intervals})
+        seconds: float | None = rows[0]["seconds"] if rows else None
+        return seconds
+
+    async def jobs_of_worker(self, worker_rid: UUID, last_id: int, entries: int) -> list[Job]:
+        """A page of the jobs in ``job`` claimed by one worker."""
+        return await self.page(self.jobs.page_by_worker, last_id, entries, worker_rid=worker_rid)
+
+    # Writes on the caller's own connection or cursor (transactional enqueue).
+    def insert_job_on(self, cur: psycopg.Cursor[Any], new: NewJob) -> Job:
+        cur.execute(self.jobs.insert, new._asdict())
+        return self.job_from_row(_row_dict(cur, cur.fetchone()))
+
+    async def insert_job_on_async(self, cur: psycopg.AsyncCursor[Any], new: NewJob) -> Job:
+        await cur.execute(self.jobs.insert, new._asdict())
+        return self.job_from_row(_row_dict(cur, await cur.fetchone()))
+
+    def copy_jobs_on(self, cur: psycopg.Cursor[Any], news: list[NewJob]) -> None:
+        copy_jobs(cur, self.jobs.copy, news)
+
+    async def copy_jobs_on_async(self, cur: psycopg.AsyncCursor[Any], news: list[NewJob]) -> None:
+        await copy_jobs_async(cur, self.jobs.copy, news)
+
+    def unknown_names_on(
+        self, cur: psycopg.Cursor[Any], tasks: list[str], intervals: list[str]
+    ) -> list[tuple[str, str]]:
+        """Which of these task and next-interval names no worker row lists: (kind, name)."""
+        cur.execute(self.workers.unknown_names, (tasks, intervals))
+        return [_kind_name(r) for r in cur.fetchall()]
+
+    async def unknown_names_on_async(
+        self, cur: psycopg.AsyncCursor[Any], tasks: list[str], intervals: list[str]
+    ) -> list[tuple[str, str]]:
+        await cur.execute(self.workers.unknown_names, (tasks, intervals))
+        return [_kind_name(r) for r in await cur.fetchall()]
 
     async def held_by(self, worker_id: int) -> list[tuple[int, int]]:
         """(id, attempts) of the jobs the database says this worker is running."""
@@ -473,6 +532,49 @@ class Store:
         """Record how long this worker may go without a heartbeat before it counts as dead."""
         await self.execute(self.workers.register_heartbeat, (worker_id, stale_after))
 
+    async def set_capabilities(self, worker_id: int, tasks: list[str], intervals: list[str]) -> None:
+        await self.execute(self.workers.update_capabilities, (tasks, intervals, worker_id))
+
+    async def rename_worker(self, worker_id: int, name: str, max_concurrency: int) -> Worker:
+        rows = await self.execute(self.workers.rename, (name, max_concurrency, worker_id))
+        return Worker.from_row(rows[0])
+
+    async def set_worker_status(
+        self, worker_id: int, status: WorkerStatus, retry: bool = False
+    ) -> Worker | None:
+        """Write a worker's status; ``retry``: once more on a fresh connection after a dead one."""
+        run = self.execute_retrying if retry else self.execute
+        rows = await run(self.workers.set_status, (status.value, worker_id))
+        return Worker.from_row(rows[0]) if rows else None
+
+    async def set_draining(self, worker_id: int) -> None:
+        await self.execute(self.workers.set_draining, (worker_id,))
+
+    async def delete_unstarted_worker(self, worker_id: int) -> None:
+        await self.execute(self.workers.delete_unstarted, (worker_id,))
+
+    async def heartbeat(self, worker_id: int) -> WorkerStatus | None:
+        """Refresh the worker's row; the status it has (another process may have written STOPPED
+        or STOPPING), None when the row is gone."""
+        rows = await self.execute(self.workers.heartbeat, (worker_id,))
+        return WorkerStatus(rows[0]["status"]) if rows else None
+
+    async def list_workers(
+        self, status: str | None, search: str | None, last_id: int, entries: int
+    ) -> list[Worker]:
+        params = {"status": status, "search": search, "last_id": last_id, "entries": entries}
+        return [Worker.from_row(r) for r in await self.execute(self.workers.filtered, params)]
+
+    async def connections(self) -> list[dict[str, Any]]:
+        """The sessions of every queuer process (Python or Go) on this database."""
+        return [dict(r) for r in await self.execute(self.workers.connections, ())]
+
+    async def counts(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Job counts by table, status and task, and the recent throughput and oldest queued age."""
+        counts = [dict(r) for r in await self.execute(self.jobs.stats, ())]
+        recent = dict((await self.execute(self.jobs.recent, ()))[0])
+        return counts, recent
+
     async def get_worker(self, rid: UUID) -> Worker:
         rows = await self.execute(self.workers.select, (rid,))
         if not rows:
@@ -504,3 +606,15 @@ def _json_text(text: str | None) -> Any:
     if text == "{}":
         return {}
     return None if text is None else json.loads(text)
+
+
+def _row_dict(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], row: Any) -> dict[str, Any]:
+    """A row of the caller's cursor as a dict, whatever row factory the caller uses."""
+    if isinstance(row, Mapping):
+        return dict(row)
+    names = [c.name for c in cur.description or []]
+    return dict(zip(names, row, strict=True))
+
+
+def _kind_name(row: Any) -> tuple[str, str]:
+    return (row["kind"], row["n"]) if isinstance(row, Mapping) else (row[0], row[1])

@@ -12,11 +12,9 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 from uuid import UUID
 
-import psycopg
-
 from queuer.database import DatabaseConfiguration, install_schema
-from queuer.database.connect_errors import describe
 from queuer.database.encryption import PgpCodec
+from queuer.database.schema import schema_installed
 from queuer.database.store import Store
 from queuer.model import Job, QueuerError, Worker, WorkerStatus
 
@@ -45,18 +43,7 @@ class Admin:
         self._call(self._connect(require_schema))
 
     async def _connect(self, require_schema: bool) -> None:
-        try:
-            probe = await psycopg.AsyncConnection.connect(
-                self.config.conninfo(), connect_timeout=5, application_name="queuer"
-            )
-        except psycopg.OperationalError as exc:
-            raise describe(exc, self.config) from exc
-        try:
-            cur = await probe.execute("SELECT to_regclass(%s)", (f"{self.config.schema}.job",))
-            row = await cur.fetchone()
-        finally:
-            await probe.close()
-        if require_schema and (row is None or row[0] is None):
+        if require_schema and not await schema_installed(self.config):
             raise SchemaMissingError(
                 f"no queuer schema in {self.config.database!r} schema {self.config.schema!r} (run: queuer init)"
             )
@@ -86,13 +73,10 @@ class Admin:
     def list_workers(
         self, status: str | None, search: str | None, last_id: int, entries: int
     ) -> list[Worker]:
-        params = {"status": status, "search": search, "last_id": last_id, "entries": entries}
-        return [
-            Worker.from_row(r) for r in self._call(self.store.execute(self.store.workers.filtered, params))
-        ]
+        return self._call(self.store.list_workers(status, search, last_id, entries))
 
     def connections(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._call(self.store.execute(self.store.workers.connections, ()))]
+        return self._call(self.store.connections())
 
     def get_job(self, rid: UUID, ended: bool | None) -> Job:
         """One job: from ``job`` or ``job_archive`` as asked, or (None) wherever it is."""
@@ -107,8 +91,7 @@ class Admin:
         return self._call(self._stats())
 
     async def _stats(self) -> dict[str, Any]:
-        counts = await self.store.execute(self.store.jobs.stats, ())
-        recent = (await self.store.execute(self.store.jobs.recent, ()))[0]
+        counts, recent = await self.store.counts()
         master = await self.store.get_master()
         return {
             "counts": [

@@ -24,10 +24,9 @@ from uuid import UUID
 import psycopg
 
 from queuer.database import DatabaseConfiguration, NewJob, install_schema
-from queuer.database.batch import copy_jobs, copy_jobs_async
 from queuer.database.encryption import PgpCodec
 from queuer.database.listener import Listener, parse_payload
-from queuer.database.store import Store
+from queuer.database.store import Refresh, Store
 from queuer.model import (
     BatchJob,
     Job,
@@ -325,14 +324,16 @@ class Client:
         return self._listen("delete", callback, notify_function)
 
     # -- enqueue --------------------------------------------------------------------------------
-    def add_job(self, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+    def add_job(self, task: TaskRef, /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``task(*args, **kwargs)``; positional arguments are what Go workers receive."""
         return self.add_job_with_options(None, task, *args, **kwargs)
 
-    async def add_job_async(self, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+    async def add_job_async(self, task: TaskRef, /, *args: Any, **kwargs: Any) -> Job:
         return await self.add_job_with_options_async(None, task, *args, **kwargs)
 
-    def add_job_with_options(self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+    def add_job_with_options(
+        self, options: Options | None, task: TaskRef, /, *args: Any, **kwargs: Any
+    ) -> Job:
         new = self._new_job(options, task, args, kwargs)
         self._loop.refuse_blocking()
         try:
@@ -346,7 +347,7 @@ class Client:
             return self._store.insert_job_again_blocking(new)
 
     async def add_job_with_options_async(
-        self, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
+        self, options: Options | None, task: TaskRef, /, *args: Any, **kwargs: Any
     ) -> Job:
         new = self._new_job(options, task, args, kwargs)
         return await self._loop.call_async(self._enqueue(new))
@@ -383,7 +384,7 @@ class Client:
         if count >= ANALYZE_AFTER and not self._loop.loop.is_closed():
             self._loop.loop.call_soon_threadsafe(self._refresh_statistics)
 
-    def _refresh_statistics(self, precheck: str | None = None) -> None:
+    def _refresh_statistics(self, when: Refresh = "always") -> None:
         """Refresh ``job``'s statistics in the background (on the loop; the caller does not wait):
         after a big batch of ours, or when a worker asks (see Queuer). One refresh at a time; an
         unconditional request that arrives while one runs gets one more afterwards (its rows may
@@ -391,14 +392,14 @@ class Client:
         if self._closed:
             return
         if self._refreshing:
-            self._refresh_again = self._refresh_again or precheck is None
+            self._refresh_again = self._refresh_again or when == "always"
             return
         self._refreshing = True
-        self._on_refresh_started(precheck)
+        self._on_refresh_started(when)
 
         async def refresh() -> None:
             try:
-                await self._store.refresh_statistics(precheck)
+                await self._store.refresh_statistics(when)
             finally:
                 self._refreshing = False
                 if self._refresh_again:
@@ -409,27 +410,27 @@ class Client:
         self._maintenance.add(task)
         task.add_done_callback(self._maintenance.discard)
 
-    def _on_refresh_started(self, precheck: str | None) -> None:
+    def _on_refresh_started(self, when: Refresh) -> None:
         """Hook for a worker, which counts the queued jobs it sees between refreshes."""
 
     # Transactional enqueue: the job is written on the caller's connection (or cursor) and commits or
     # rolls back with the caller's own work; workers see it only after the commit. The blocking and
     # async methods above are these same code paths on a pooled connection.
-    def add_job_tx(self, conn: SyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+    def add_job_tx(self, conn: SyncConn, task: TaskRef, /, *args: Any, **kwargs: Any) -> Job:
         """``add_job`` inside the caller's transaction (a psycopg ``Connection`` or ``Cursor``)."""
         return self._insert_sync(conn, self._new_job(None, task, args, kwargs))
 
     def add_job_with_options_tx(
-        self, conn: SyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
+        self, conn: SyncConn, options: Options | None, task: TaskRef, /, *args: Any, **kwargs: Any
     ) -> Job:
         return self._insert_sync(conn, self._new_job(options, task, args, kwargs))
 
-    async def add_job_tx_async(self, conn: AsyncConn, task: TaskRef, *args: Any, **kwargs: Any) -> Job:
+    async def add_job_tx_async(self, conn: AsyncConn, task: TaskRef, /, *args: Any, **kwargs: Any) -> Job:
         """``add_job`` inside the caller's transaction (an ``AsyncConnection`` or ``AsyncCursor``)."""
         return await self._insert_async(conn, self._new_job(None, task, args, kwargs))
 
     async def add_job_with_options_tx_async(
-        self, conn: AsyncConn, options: Options | None, task: TaskRef, *args: Any, **kwargs: Any
+        self, conn: AsyncConn, options: Options | None, task: TaskRef, /, *args: Any, **kwargs: Any
     ) -> Job:
         return await self._insert_async(conn, self._new_job(options, task, args, kwargs))
 
@@ -448,14 +449,12 @@ class Client:
         self._loop.refuse_blocking()
         cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
         self._check_names_sync(cur, [new])
-        cur.execute(self._store.jobs.insert, new._asdict())
-        return self._store.job_from_row(_as_dict(cur, cur.fetchone()))
+        return self._store.insert_job_on(cur, new)
 
     async def _insert_async(self, conn: AsyncConn, new: NewJob) -> Job:
         cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
         await self._check_names_async(cur, [new])
-        await cur.execute(self._store.jobs.insert, new._asdict())
-        return self._store.job_from_row(_as_dict(cur, await cur.fetchone()))
+        return await self._store.insert_job_on_async(cur, new)
 
     async def _insert_pooled(self, conn: psycopg.AsyncConnection[Any], new: NewJob) -> Job:
         """``add_job_async`` on a pooled connection: the insert on libpq directly (``_insert_async``
@@ -467,19 +466,19 @@ class Client:
         self._loop.refuse_blocking()
         cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
         self._check_names_sync(cur, news)
-        copy_jobs(cur, self._store.jobs.copy, news)
+        self._store.copy_jobs_on(cur, news)
 
     async def _copy_async(self, conn: AsyncConn, news: list[NewJob]) -> None:
         cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
         await self._check_names_async(cur, news)
-        await copy_jobs_async(cur, self._store.jobs.copy, news)
+        await self._store.copy_jobs_on_async(cur, news)
 
     async def _on_pooled(
         self, write: Callable[[psycopg.AsyncConnection[Any], Any], Coroutine[Any, Any, T]], arg: Any
     ) -> T:
         """Run ``write`` on a pooled (autocommit) connection, on the client's loop. No transaction:
         what a write changes is one statement (one INSERT, or one COPY), atomic on its own."""
-        async with self._store.pool.connection() as conn:
+        async with self._store.connection() as conn:
             return await write(conn, arg)
 
     # A task (or next-interval function) is known when this process or any worker row in the
@@ -494,17 +493,16 @@ class Client:
     def _check_names_sync(self, cur: psycopg.Cursor[Any], news: Sequence[NewJob]) -> None:
         tasks, intervals = self._missing(news)
         if tasks or intervals:
-            cur.execute(self._store.workers.unknown_names, (tasks, intervals))
-            self._note_known(tasks, intervals, cur.fetchall())
+            self._note_known(tasks, intervals, self._store.unknown_names_on(cur, tasks, intervals))
 
     async def _check_names_async(self, cur: psycopg.AsyncCursor[Any], news: Sequence[NewJob]) -> None:
         tasks, intervals = self._missing(news)
         if tasks or intervals:
-            await cur.execute(self._store.workers.unknown_names, (tasks, intervals))
-            self._note_known(tasks, intervals, await cur.fetchall())
+            self._note_known(
+                tasks, intervals, await self._store.unknown_names_on_async(cur, tasks, intervals)
+            )
 
-    def _note_known(self, tasks: list[str], intervals: list[str], unknown_rows: list[Any]) -> None:
-        unknown = [(r["kind"], r["n"]) if isinstance(r, Mapping) else (r[0], r[1]) for r in unknown_rows]
+    def _note_known(self, tasks: list[str], intervals: list[str], unknown: list[tuple[str, str]]) -> None:
         if unknown:
             kind, name = unknown[0]
             what = "task" if kind == "task" else "next-interval function"
@@ -673,9 +671,7 @@ class Client:
     ) -> list[Job]:
         """A page of the jobs in ``job`` claimed by one worker."""
         rid = as_rid(worker_rid, "worker_rid")
-        return await self._loop.call_async(
-            self._store.page(self._store.jobs.page_by_worker, last_id, entries, worker_rid=rid)
-        )
+        return await self._loop.call_async(self._store.jobs_of_worker(rid, last_id, entries))
 
     async def get_worker_async(self, rid: UUID | str) -> Worker:
         return await self._loop.call_async(self._store.get_worker(as_rid(rid, "worker rid")))
@@ -772,14 +768,6 @@ def connection_lost(exc: psycopg.DatabaseError) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _as_dict(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any], row: Any) -> dict[str, Any]:
-    """A row of the caller's cursor as a dict, whatever row factory the caller uses."""
-    if isinstance(row, Mapping):
-        return dict(row)
-    names = [c.name for c in cur.description or []]
-    return dict(zip(names, row, strict=True))
 
 
 def env_encryption() -> dict[str, Any]:

@@ -20,6 +20,7 @@ import psycopg
 
 from queuer.database import DatabaseConfiguration
 from queuer.database.listener import parse_payload
+from queuer.database.store import Refresh
 from queuer.model import (
     JobEvent,
     JobStatus,
@@ -201,11 +202,7 @@ class Queuer(Client):
     def _sync_capabilities(self) -> None:
         tasks, intervals = list(self.registry.tasks), list(self.registry.next_intervals)
         if not self._task_process:
-            self._loop.call(
-                self._store.execute(
-                    self._store.workers.update_capabilities, (tasks, intervals, self.worker.id)
-                )
-            )
+            self._loop.call(self._store.set_capabilities(self.worker.id, tasks, intervals))
         self.worker.available_tasks, self.worker.available_next_interval = tasks, intervals
         if self._runtime is not None:
             self._loop.loop.call_soon_threadsafe(self._runtime.wake.set)
@@ -218,10 +215,9 @@ class Queuer(Client):
             self.name = validate_name("worker", name)
         if max_concurrency is not None:
             self.max_concurrency = _check_concurrency(max_concurrency)
-        rows = self._loop.call(
-            self._store.execute(self._store.workers.rename, (self.name, self.max_concurrency, self.worker.id))
+        self.worker = self._loop.call(
+            self._store.rename_worker(self.worker.id, self.name, self.max_concurrency)
         )
-        self.worker = Worker.from_row(rows[0])
         return self.worker
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -254,8 +250,10 @@ class Queuer(Client):
         if self._runtime is not None:
             raise QueuerStateError("this queuer is already started")
         await self._ensure_listener()
-        rows = await self._store.execute(self._store.workers.set_status, ("RUNNING", self.worker.id))
-        self.worker = Worker.from_row(rows[0])
+        running = await self._store.set_worker_status(self.worker.id, WorkerStatus.RUNNING)
+        if running is None:
+            raise QueuerStateError(f"worker row {self.worker.rid} no longer exists")
+        self.worker = running
         await self._store.register_heartbeat(self.worker.id, self.settings.stale_after)
         self._runtime = Runtime(
             self._store,
@@ -300,7 +298,7 @@ class Queuer(Client):
         if self._runtime is not None:
             raise QueuerStateError("discard() is for a worker that was never started; use stop()")
         if not self._task_process and not self._loop.loop.is_closed():
-            self._loop.call(self._store.execute(self._store.workers.delete_unstarted, (self.worker.id,)))
+            self._loop.call(self._store.delete_unstarted_worker(self.worker.id))
         self._close(None)
 
     def wait_until_stopped(self, timeout_seconds: float | None = None) -> bool:
@@ -320,11 +318,11 @@ class Queuer(Client):
             if self._runtime is not None:
                 await self._runtime.drain(grace, cancel_running)
             if not self._task_process:
-                rows = await self._store.execute_retrying(
-                    self._store.workers.set_status, ("STOPPED", self.worker.id)
+                stopped = await self._store.set_worker_status(
+                    self.worker.id, WorkerStatus.STOPPED, retry=True
                 )
-                if rows:
-                    self.worker = Worker.from_row(rows[0])
+                if stopped is not None:
+                    self.worker = stopped
         finally:
             await super()._shutdown(grace, cancel_running)
 
@@ -339,7 +337,7 @@ class Queuer(Client):
             self._spawn(self._drain_on_request())
 
     async def _drain_on_request(self) -> None:
-        await self._store.execute(self._store.workers.set_draining, (self.worker.id,))
+        await self._store.set_draining(self.worker.id)
         await self._stop(None)
 
     def _seen_worker(self, worker: Worker) -> Worker:
@@ -368,10 +366,10 @@ class Queuer(Client):
         if self._runtime is not None and self._runtime.saturated:
             # Not listening, it does not count queued jobs (see _on_notify): a backlog that grows
             # while it works would keep the plan made for a small table.
-            self._refresh_statistics(self._store.jobs.outgrew_analyze)
+            self._refresh_statistics("outgrown")
 
-    def _on_refresh_started(self, precheck: str | None) -> None:
-        if precheck is None:
+    def _on_refresh_started(self, when: Refresh) -> None:
+        if when == "always":
             self._queued_seen = 0  # jobs seen from now on count toward the next refresh
 
     def _listening_channels(self) -> set[str]:

@@ -313,7 +313,7 @@ class Runtime:
         """After a failed cycle: drop dead pooled connections, and put back any job the database
         says we hold but we do not run (a claim whose reply was lost with the connection)."""
         try:
-            await self.store.pool.check()
+            await self.store.check_connections()
             known = set(self.running) | {o.job.id for o in self._pending}
             lost = [(i, a) for i, a in await self.store.held_by(self.worker_id) if i not in known]
             if lost:
@@ -334,16 +334,14 @@ class Runtime:
         """Wake up when the earliest scheduled job we can run comes due (server clock)."""
         self._schedule_changed = False
         try:
-            rows = await self.store.execute(
-                self.store.jobs.next_due,
-                {"tasks": list(self.registry.tasks), "intervals": list(self.registry.next_intervals)},
+            seconds = await self.store.next_due_seconds(
+                list(self.registry.tasks), list(self.registry.next_intervals)
             )
         except psycopg.Error as exc:
             reraise_if_cancelled()
             log.warning("next-due query failed: %s", exc)
             self._schedule_changed = True
             return
-        seconds = rows[0]["seconds"] if rows else None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -423,14 +421,12 @@ class Runtime:
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
-                rows = await self.store.execute(self.store.workers.heartbeat, (self.worker_id,))
-                if rows:
-                    status = WorkerStatus(rows[0]["status"])
-                    if status in (WorkerStatus.STOPPED, WorkerStatus.STOPPING):
-                        self._on_stop_request(status)
+                status = await self.store.heartbeat(self.worker_id)
+                if status in (WorkerStatus.STOPPED, WorkerStatus.STOPPING):
+                    self._on_stop_request(status)
             except psycopg.Error as exc:
                 reraise_if_cancelled()
                 log.warning("heartbeat failed: %s", exc)
                 with contextlib.suppress(psycopg.Error):
-                    await self.store.pool.check()
+                    await self.store.check_connections()
             await asyncio.sleep(self.settings.heartbeat_interval)
