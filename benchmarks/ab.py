@@ -6,8 +6,8 @@ Each PYTHON is an interpreter with a (non-editable) install of the version to me
 virtualenv made with ``pip install`` of a ``git worktree`` of the old commit; the workers of
 run.py's drain run ``queuer_side.py`` under it (the producer uses this checkout's queuer). Per
 round and version: jobs/s and worker CPU per 1,000 jobs for one and two processes, the steal share
-of each drain, and the round's two-to-one ratio; medians at the end. Results go to
-benchmarks/results/.
+of each drain, and the round's two-to-one ratio; medians at the end. Results are appended
+to benchmarks/history.jsonl.
 """
 
 from __future__ import annotations

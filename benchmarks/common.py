@@ -16,7 +16,8 @@ import psycopg
 
 from queuer import DatabaseConfiguration
 
-RESULTS = Path(__file__).parent / "results"
+# Every run, one JSON line each ({"run": "<UTC start>-<name>", "result": {...}}), oldest first.
+HISTORY = Path(__file__).parent / "history.jsonl"
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -164,9 +165,10 @@ def machine() -> dict[str, Any]:
 
 
 def record(name: str, data: dict[str, Any]) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{name}.json"
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """Print a run's figures and append them to the history, under its UTC start time and name."""
+    run = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{name}"
+    with HISTORY.open("a") as history:
+        history.write(json.dumps({"run": run, "result": data}, separators=(",", ":")) + "\n")
     print(json.dumps(data, indent=2))
-    print(f"written to {path}")
-    return path
+    print(f"recorded as {run} in {HISTORY}")
+    return HISTORY

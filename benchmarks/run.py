@@ -10,7 +10,7 @@ server processes (when the server runs on this machine) and the machine's idle s
 /proc (Linux): on two cores, how much of the machine one worker process already keeps busy bounds
 what a second one can add. Latency is
 from the enqueue's commit (the moment the enqueue call returns) to the task's first line, on the
-shared monotonic clock. Results go to benchmarks/results/ and are printed.
+shared monotonic clock. Results are printed and appended to benchmarks/history.jsonl.
 """
 
 from __future__ import annotations
