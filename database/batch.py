@@ -14,7 +14,8 @@ from typing import Any
 
 from psycopg import AsyncCursor, Cursor
 
-from .job_table import NOW_UTC, NewJob
+from .fragments import NOW_UTC
+from .job_table import NewJob
 
 SERVER_NOW = f"SELECT {NOW_UTC}"
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)

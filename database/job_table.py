@@ -15,8 +15,9 @@ from psycopg import sql
 
 from queuer.model import JOB_COLUMNS
 
-NOW_UTC = "(now() AT TIME ZONE 'UTC')"
-_COLS = ", ".join(JOB_COLUMNS)
+from .fragments import JOB_COLUMN_LIST, NOW_UTC, archive_move
+
+_COLS = JOB_COLUMN_LIST
 # What running a job needs: results and error are always [] and '' in job (results decode = waste).
 # The JSON columns come back as text: most are '{}' or '[]', which the caller maps without a parser.
 CLAIM_JSON_COLUMNS = ("options", "parameters", "parameters_keyed")
@@ -66,9 +67,7 @@ WITH done AS (
     RETURNING j.*, d.status AS new_status, d.results AS new_results, d.enc AS new_enc, d.error AS new_error
 ), archived AS (
     INSERT INTO {{job_archive}} ({_COLS})
-    SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameters_encrypted,
-           parameters_keyed, parameters_keyed_encrypted, new_status, scheduled_at, started_at,
-           schedule_count, attempts, new_results::jsonb, decode(new_enc, 'hex'), new_error, created_at, {NOW_UTC}
+    SELECT {archive_move("new_status", "new_results::jsonb", "decode(new_enc, 'hex')", "new_error")}
     FROM moved
     RETURNING id, status
 """
@@ -123,9 +122,7 @@ WITH moved AS (
     DELETE FROM {{job}} WHERE {{where}} AND status IN ('QUEUED', 'SCHEDULED', 'RUNNING') RETURNING *
 )
 INSERT INTO {{job_archive}} ({_COLS})
-SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameters_encrypted,
-       parameters_keyed, parameters_keyed_encrypted, 'CANCELLED', scheduled_at, started_at,
-       schedule_count, attempts, results, results_encrypted, error, created_at, {NOW_UTC}
+SELECT {archive_move("'CANCELLED'", "results", "results_encrypted", "error")}
 FROM moved
 RETURNING {_COLS}
 """
@@ -176,6 +173,32 @@ WHERE {{filter}} AND (%(last_id)s = 0 OR (created_at, id) <
 ORDER BY created_at DESC, id DESC
 LIMIT %(entries)s
 """
+
+
+class Finished(NamedTuple):
+    """A job a cycle archives: held by (worker,) ``attempts``, ending with this status and output."""
+
+    id: int
+    attempts: int
+    status: str
+    results: str  # JSON text
+    results_encrypted: bytes
+    error: str
+
+
+class Requeued(NamedTuple):
+    """A job a cycle puts back in the queue (same row and rid), due at ``due`` (naive UTC)."""
+
+    id: int
+    attempts: int
+    due: Any
+
+
+class FollowUp(NamedTuple):
+    """The next occurrence of a recurring job, written when ``source_id`` is archived."""
+
+    source_id: int
+    job: NewJob
 
 
 class NewJob(NamedTuple):
@@ -286,9 +309,9 @@ class JobTable:
 def cycle_params(
     worker_id: int,
     worker_rid: UUID,
-    finished: Sequence[tuple[int, int, str, str, bytes, str]],
-    requeued: Sequence[tuple[int, int, Any]],
-    follow_ups: Sequence[tuple[int, NewJob]],
+    finished: Sequence[Finished],
+    requeued: Sequence[Requeued],
+    follow_ups: Sequence[FollowUp],
     claim_limit: int,
     tasks: list[str],
     intervals: list[str],
@@ -322,8 +345,8 @@ def cycle_params(
                 for source, n in follow_ups
             ]
         ),
-        "finished_ids": _id_array(f[0] for f in finished),
-        "requeued_ids": _id_array(r[0] for r in requeued),
+        "finished_ids": _id_array(f.id for f in finished),
+        "requeued_ids": _id_array(r.id for r in requeued),
         "limit": claim_limit,
         "tasks": tasks,
         "intervals": intervals,

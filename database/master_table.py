@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from queuer.model import JOB_COLUMNS
+from .fragments import JOB_COLUMN_LIST, NOW_UTC, archive_move
 
-NOW_UTC = "(now() AT TIME ZONE 'UTC')"
-_COLS = ", ".join(JOB_COLUMNS)
+_COLS = JOB_COLUMN_LIST
+_WORKER_DIED = (
+    "'WorkerDied: worker ' || COALESCE(worker_rid::text, '?') || "
+    "' stopped heartbeating while running this job (attempt ' || attempts || ')'"
+)
 
 # A worker is dead when it has not heartbeaten within its threshold: a started Python worker's
 # own (queuer_py_worker), or the given one (at least Go's 2 minutes) for every other worker.
@@ -71,10 +74,7 @@ WITH dead AS (
     DELETE FROM {{job}} AS j USING dead AS d WHERE j.id = d.id AND NOT d.again RETURNING j.*
 ), archived AS (
     INSERT INTO {{job_archive}} ({_COLS})
-    SELECT id, rid, worker_id, worker_rid, options, task_name, parameters, parameters_encrypted,
-           parameters_keyed, parameters_keyed_encrypted, 'FAILED', scheduled_at, started_at,
-           schedule_count, attempts, 'null'::jsonb, '', 'WorkerDied: worker ' || COALESCE(worker_rid::text, '?')
-           || ' stopped heartbeating while running this job (attempt ' || attempts || ')', created_at, {NOW_UTC}
+    SELECT {archive_move("'FAILED'", "'null'::jsonb", "''", _WORKER_DIED)}
     FROM failed
     RETURNING id
 )

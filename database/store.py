@@ -34,7 +34,7 @@ from queuer.model.jsoncodec import naive_utc
 from .batch import copy_jobs, copy_jobs_async
 from .config import DatabaseConfiguration
 from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared, prepared_names
-from .job_table import CLAIM_JSON_COLUMNS, JobTable, NewJob, cycle_params
+from .job_table import CLAIM_JSON_COLUMNS, Finished, FollowUp, JobTable, NewJob, Requeued, cycle_params
 from .master_store import MasterStore
 from .master_table import MasterTable
 from .pool import PoolType, UnreadableJson, connection_kwargs, make_pool, read_json_tolerantly
@@ -257,9 +257,9 @@ class Store:
         self,
         worker_id: int,
         worker_rid: UUID,
-        finished: Sequence[tuple[int, int, str, str, bytes, str]],
-        requeued: Sequence[tuple[int, int, datetime]],
-        follow_ups: Sequence[tuple[int, NewJob]],
+        finished: Sequence[Finished],
+        requeued: Sequence[Requeued],
+        follow_ups: Sequence[FollowUp],
         claim_limit: int,
         tasks: list[str],
         intervals: list[str],
@@ -275,8 +275,8 @@ class Store:
             worker_id,
             worker_rid,
             finished,
-            [(i, a, naive_utc(d)) for i, a, d in requeued],
-            [(i, self.seal(n)) for i, n in follow_ups],
+            [r._replace(due=naive_utc(r.due)) for r in requeued],
+            [f._replace(job=self.seal(f.job)) for f in follow_ups],
             claim_limit,
             tasks,
             intervals,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from .fragments import NOW_UTC
+
 _COLS = (
     "id, rid, name, options, available_tasks, available_next_interval, max_concurrency, status, "
     "created_at, updated_at"
 )
-NOW_UTC = "(now() AT TIME ZONE 'UTC')"
 
 
 class WorkerTable:

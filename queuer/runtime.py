@@ -27,7 +27,7 @@ from uuid import UUID
 
 import psycopg
 
-from queuer.database import NewJob
+from queuer.database.job_table import Finished, FollowUp, Requeued
 from queuer.database.store import Store
 from queuer.model import Job, JobStatus, OnError, WorkerStatus
 
@@ -277,12 +277,12 @@ class Runtime:
                 return
 
     async def _write(self, batch: list[Outcome], claim_limit: int) -> list[Job]:
-        finished = []
-        retried = []
-        follow_ups: list[tuple[int, NewJob]] = []
+        finished: list[Finished] = []
+        retried: list[Requeued] = []
+        follow_ups: list[FollowUp] = []
         for o in batch:
             if o.retry_at is not None:
-                retried.append((o.job.id, o.job.attempts, o.retry_at))
+                retried.append(Requeued(o.job.id, o.job.attempts, o.retry_at))
                 continue
             try:
                 if o.status is JobStatus.CANCELLED:  # as a cancel: the row's results ([]), never sealed
@@ -293,11 +293,13 @@ class Runtime:
             except Exception as exc:  # this job's completion cannot be written as it is: fail it
                 error = f"{type(exc).__name__} while completing the job: {exc}"[:2000]
                 log.error("job %s %s: %s", o.job.rid, o.job.task_name, error)
-                finished.append((o.job.id, o.job.attempts, JobStatus.FAILED.value, "null", b"", error))
+                finished.append(
+                    Finished(o.job.id, o.job.attempts, JobStatus.FAILED.value, "null", b"", error)
+                )
                 continue
-            finished.append((o.job.id, o.job.attempts, o.status.value, results, encrypted, o.error))
+            finished.append(Finished(o.job.id, o.job.attempts, o.status.value, results, encrypted, o.error))
             if new is not None:
-                follow_ups.append((o.job.id, new))
+                follow_ups.append(FollowUp(o.job.id, new))
         return await self.store.cycle(
             self.worker_id,
             self.worker_rid,
@@ -320,7 +322,7 @@ class Runtime:
                 log.warning("releasing %d job(s) claimed by a cycle whose reply was lost", len(lost))
                 now = datetime.now(UTC)
                 await self.store.cycle(
-                    self.worker_id, self.worker_rid, [], [(i, a, now) for i, a in lost], [], 0, [], []
+                    self.worker_id, self.worker_rid, [], [Requeued(i, a, now) for i, a in lost], [], 0, [], []
                 )
         except psycopg.Error:
             log.debug("recovery after a failed cycle failed; retried with the next cycle", exc_info=True)

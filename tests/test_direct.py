@@ -23,6 +23,7 @@ from queuer.database.direct import (
     prepared_names,
     to_positional,
 )
+from queuer.database.job_table import Finished
 from queuer.database.store import CYCLE_SETTINGS, Store
 
 from .helpers import QueuerFactory
@@ -337,7 +338,7 @@ def test_the_cycle_never_scans_the_queue_whole(db_config: DatabaseConfiguration)
                 before = await scalar(scans)
                 claimed = await store.cycle(worker.id, worker.rid, [], [], [], 10, ["t"], [])
                 for _ in range(20):
-                    finished = [(j.id, j.attempts, "SUCCEEDED", "[]", b"", "") for j in claimed]
+                    finished = [Finished(j.id, j.attempts, "SUCCEEDED", "[]", b"", "") for j in claimed]
                     claimed = await store.cycle(worker.id, worker.rid, finished, [], [], 10, ["t"], [])
                     assert len(claimed) == 10
             finally:

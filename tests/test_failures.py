@@ -23,6 +23,7 @@ from queuer import (
     ValidationError,
     WorkerStatus,
 )
+from queuer.database.job_table import Finished
 from queuer.runtime import SATURATED_AFTER_JOBS
 
 from . import process_tasks
@@ -320,7 +321,7 @@ def test_finish_is_guarded_by_the_claim(make_queuer: QueuerFactory, sql: psycopg
     store = q._store
 
     def finish(worker_id: int, attempts: int) -> int:
-        row = (job_id, attempts, "SUCCEEDED", "[]", b"", "")
+        row = Finished(job_id, attempts, "SUCCEEDED", "[]", b"", "")
         q._loop.call(store.cycle(worker_id, q.worker.rid, [row], [], [], 0, [], []))
         return count(sql, "SELECT count(*) FROM job_archive")
 
