@@ -363,7 +363,7 @@ class Queuer(Client):
     def _on_saturation(self) -> None:
         """On becoming or ceasing to be saturated, and every ``LONG_JOB`` seconds meanwhile."""
         self._update_channels()
-        if self._runtime is not None and self._runtime.saturated:
+        if self._runtime is not None and self._runtime.saturation.saturated:
             # Not listening, it does not count queued jobs (see _on_notify): a backlog that grows
             # while it works would keep the plan made for a small table.
             self._refresh_statistics("outgrown")
@@ -373,20 +373,14 @@ class Queuer(Client):
             self._queued_seen = 0  # jobs seen from now on count toward the next refresh
 
     def _listening_channels(self) -> set[str]:
-        """Listen only to what is needed now. A saturated worker claims again whenever a slot
-        frees, so the wake-ups (every queued, claimed and finished job of the whole fleet) are
-        pure cost. ``job`` stays for insert/update callbacks; ``job_archive`` for waiters, delete
-        callbacks and the cancellation of jobs that run long (``LONG_JOB``; shorter ones end
-        before it matters). A channel listened to again is followed by a claim and by the checks
-        of a reconnect."""
-        runtime = self._runtime
-        saturated = runtime is not None and runtime.saturated
-        channels: set[str] = set()
-        if not saturated or self._callbacks["insert"] or self._callbacks["update"]:
-            channels.add("job")
-        if not saturated or self._waiters or self._callbacks["delete"] or (runtime and runtime.long_running):
-            channels.add("job_archive")
-        return channels
+        """Listen only to what is needed now (see ``queuer.saturation``). A channel listened to
+        again is followed by a claim and by the checks of a reconnect."""
+        if self._runtime is None:
+            return {"job", "job_archive"}
+        return self._runtime.saturation.channels(
+            insert_or_update_listeners=bool(self._callbacks["insert"] or self._callbacks["update"]),
+            archive_listeners=bool(self._waiters or self._callbacks["delete"]),
+        )
 
     def _on_notify(self, channel: str, payload: str) -> None:
         """Act on a notification, decoding it only when someone needs its rid or status: at

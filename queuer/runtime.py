@@ -7,11 +7,9 @@ round trip: it archives every job finished since the last cycle, puts retries ba
 inserts next occurrences of recurring jobs, and claims as many new jobs as there are free slots.
 While a cycle is in flight, finishing jobs gather for the next one, so the batch grows with load.
 
-A worker whose claims keep filling every free slot is *saturated*: it claims again as soon as a
-slot frees, so wake-ups for new jobs only cost it time. It says so (``on_saturation``, again every
-``LONG_JOB`` seconds while it lasts, with ``long_running`` telling whether a job has run that long),
-and the Queuer stops listening while it can (see ``Queuer._update_channels``) and checks the
-table's statistics instead of counting queued jobs.
+A worker whose claims keep filling every free slot is *saturated* (``queuer.saturation``): it
+claims again as soon as a slot frees, so it stops listening while it can and checks the table's
+statistics instead of counting queued jobs.
 """
 
 from __future__ import annotations
@@ -33,16 +31,12 @@ from queuer.model import Job, JobStatus, OnError, WorkerStatus
 
 from .loop import reraise_if_cancelled
 from .runner import Outcome, run_job
+from .saturation import Saturation
 from .schedules import next_occurrence
 from .tasks import TaskRegistry
 
 log = logging.getLogger("queuer.worker")
 
-# Jobs claimed by full claims in a row before the worker counts as saturated. Each change costs a
-# few statements (UNLISTEN, later LISTEN, a claim, a check), so the state must outlast them; a rule
-# of "two full claims" flipped it many times a second (see the benchmark log).
-SATURATED_AFTER_JOBS = 100
-LONG_JOB = 1.0  # seconds; a job running this long may well be cancelled while it runs
 # A started worker counts as dead once it missed this many heartbeats (and at least MIN_STALE_AFTER
 # seconds passed): long enough for a slow database, short enough to rescue its jobs within a minute.
 STALE_AFTER_HEARTBEATS = 4
@@ -91,12 +85,7 @@ class Runtime:
         self.default_on_error = default_on_error
         self.settings = settings
         self._on_stop_request = on_stop_request
-        self._on_saturation = on_saturation
-        self._full_claimed = 0  # jobs taken by claims in a row that filled every free slot
-        self.saturated = False
-        self.long_running = False  # while saturated: a job has been running for LONG_JOB seconds
-        self._saturation_timer: asyncio.TimerHandle | None = None
-        self._running_at_tick: set[int] = set()
+        self.saturation = Saturation(lambda: set(self.running), on_saturation)
         self.wake = asyncio.Event()
         self.running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._pending: list[Outcome] = []  # ended, not yet written; their slots are reused by the write
@@ -150,7 +139,7 @@ class Runtime:
         self._claiming = False
         if self._timer is not None:
             self._timer.cancel()
-        self._set_saturated(False)
+        self.saturation.end()
         await self.flush_all()  # a claim in flight lands in self.running before we look at it
         if cancel_running:
             cancelled = self._take_running()
@@ -222,43 +211,9 @@ class Runtime:
             for job in claimed:
                 self._start_job(job)
             if free > 0 and self._claiming:
-                self._count_claim(len(claimed), full=len(claimed) == free)
+                self.saturation.count_claim(len(claimed), full=len(claimed) == free)
             if free > 0 and len(claimed) < free and self._schedule_changed:
                 await self._arm_timer()
-
-    def _count_claim(self, claimed: int, full: bool) -> None:
-        """Saturated once full claims in a row took ``SATURATED_AFTER_JOBS`` jobs, until the first
-        short claim."""
-        if full:
-            self._full_claimed += claimed
-            if self._full_claimed >= SATURATED_AFTER_JOBS and not self.saturated:
-                self._set_saturated(True)
-            return
-        self._full_claimed = 0
-        if self.saturated:
-            self._set_saturated(False)
-
-    def _set_saturated(self, saturated: bool) -> None:
-        if saturated == self.saturated:
-            return
-        if self._saturation_timer is not None:
-            self._saturation_timer.cancel()
-            self._saturation_timer = None
-        self.saturated = saturated
-        self.long_running = False
-        self._running_at_tick = set()
-        if saturated:
-            self._saturation_timer = asyncio.get_running_loop().call_later(LONG_JOB, self._saturation_tick)
-        self._on_saturation()
-
-    def _saturation_tick(self) -> None:
-        """Every ``LONG_JOB`` seconds while saturated: a job running at the last tick and still
-        running now has run that long (checked on sets of ids, nothing is done per job)."""
-        running = set(self.running)
-        self.long_running = bool(running & self._running_at_tick)
-        self._running_at_tick = running
-        self._saturation_timer = asyncio.get_running_loop().call_later(LONG_JOB, self._saturation_tick)
-        self._on_saturation()
 
     async def _gather_completions(self) -> None:
         """Let jobs that end within ``flush_delay`` share this cycle's transaction: one commit per

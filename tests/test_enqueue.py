@@ -22,7 +22,7 @@ from queuer import (
     UnknownTaskError,
     ValidationError,
 )
-from queuer.runtime import SATURATED_AFTER_JOBS
+from queuer.saturation import SATURATED_AFTER_JOBS
 
 from .helpers import QueuerFactory, count, eventually
 

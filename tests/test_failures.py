@@ -24,7 +24,7 @@ from queuer import (
     WorkerStatus,
 )
 from queuer.database.job_table import Finished
-from queuer.runtime import SATURATED_AFTER_JOBS
+from queuer.saturation import SATURATED_AFTER_JOBS
 
 from . import process_tasks
 from .helpers import FAST_MASTER, QueuerFactory, add_long_task, count, eventually, eventually_async
