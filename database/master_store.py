@@ -9,7 +9,7 @@ from uuid import UUID
 
 from psycopg.rows import DictRow
 
-from queuer.model import MasterSettings
+from queuer.model import MasterSettings, OnError, may_run_again
 from queuer.model.jsoncodec import dumps
 
 from .master_table import MasterTable
@@ -54,9 +54,21 @@ class MasterStore:
         return [r["rid"] for r in rows]
 
     async def rescue_jobs(self, go_threshold: timedelta) -> tuple[int, int]:
-        """Jobs of dead workers: (requeued, archived FAILED)."""
-        rows = await self._execute(self._table.rescue, {"threshold": go_threshold})
-        return (int(rows[0]["requeued"]), int(rows[0]["failed"])) if rows else (0, 0)
+        """The RUNNING jobs of dead workers, in one transaction: back to the queue when their retry
+        policy allows another run, else archived FAILED saying the worker died. (requeued, failed)"""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(self._table.dead_jobs, {"threshold": go_threshold})
+            dead = await cur.fetchall()
+            if not dead:
+                return 0, 0
+            again: list[int] = []
+            give_up: list[int] = []
+            for row in dead:
+                allowed = may_run_again(_on_error(row["on_error"]), row["attempts"])
+                (again if allowed else give_up).append(row["id"])
+            cur = await conn.execute(self._table.rescue, {"again": again, "give_up": give_up})
+            counts = await cur.fetchone()
+        return (int(counts["requeued"]), int(counts["failed"])) if counts else (0, 0)
 
     async def delete_stopped_workers(self, older_than: timedelta) -> None:
         await self._execute(self._table.delete_workers, (older_than,))
@@ -86,3 +98,11 @@ class MasterStore:
                 if cur.rowcount < batch:
                     break
         return deleted
+
+
+def _on_error(data: Any) -> OnError | None:
+    """A stored ``on_error`` as the policy; one that cannot be read allows no retry."""
+    try:
+        return OnError.from_json(data)
+    except Exception:
+        return None

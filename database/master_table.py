@@ -59,19 +59,20 @@ RETURNING rid
 # RUNNING jobs of workers that are STOPPED (for longer than the grace the worker itself gets to
 # cancel them) or that no longer exist: back to the queue when the job's on_error allows another
 # run (same row and rid), otherwise archived FAILED with the reason.
-_MAX_RETRIES = """CASE WHEN jsonb_typeof(j.options -> 'on_error' -> 'max_retries') = 'number'
-                       THEN floor((j.options -> 'on_error' ->> 'max_retries')::numeric) ELSE 0 END"""
+# Which way each goes is the job's retry policy (``OnError.allows_retry``), decided between the two
+# statements of one transaction: the first locks the dead jobs, the second moves them.
+_DEAD_JOBS = f"""
+SELECT j.id, j.attempts, j.options -> 'on_error' AS on_error
+FROM {{job}} AS j LEFT JOIN {{worker}} AS w ON w.rid = j.worker_rid
+WHERE j.status = 'RUNNING'
+  AND (w.id IS NULL OR (w.status = 'STOPPED' AND w.updated_at < {NOW_UTC} - {_STALE_AFTER}))
+FOR UPDATE OF j SKIP LOCKED
+"""
 _RESCUE = f"""
-WITH dead AS (
-    SELECT j.id, j.attempts <= {_MAX_RETRIES} AS again
-    FROM {{job}} AS j LEFT JOIN {{worker}} AS w ON w.rid = j.worker_rid
-    WHERE j.status = 'RUNNING'
-      AND (w.id IS NULL OR (w.status = 'STOPPED' AND w.updated_at < {NOW_UTC} - {_STALE_AFTER}))
-    FOR UPDATE OF j SKIP LOCKED
-), requeued AS (
-    UPDATE {{job}} AS j SET status = 'QUEUED' FROM dead AS d WHERE j.id = d.id AND d.again RETURNING j.id
+WITH requeued AS (
+    UPDATE {{job}} SET status = 'QUEUED' WHERE id = ANY(%(again)s::bigint[]) AND status = 'RUNNING' RETURNING id
 ), failed AS (
-    DELETE FROM {{job}} AS j USING dead AS d WHERE j.id = d.id AND NOT d.again RETURNING j.*
+    DELETE FROM {{job}} WHERE id = ANY(%(give_up)s::bigint[]) AND status = 'RUNNING' RETURNING *
 ), archived AS (
     INSERT INTO {{job_archive}} ({_COLS})
     SELECT {archive_move("'FAILED'", "'null'::jsonb", "''", _WORKER_DIED)}
@@ -128,6 +129,7 @@ class MasterTable:
         self.release = compose(_RELEASE)
         self.select = compose(_SELECT)
         self.stale_workers = compose(_STALE_WORKERS)
+        self.dead_jobs = compose(_DEAD_JOBS)
         self.rescue = compose(_RESCUE)
         self.delete_workers = compose(_DELETE_WORKERS)
         self.forget_workers = compose(_FORGET_WORKERS)

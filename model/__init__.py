@@ -25,7 +25,7 @@ from .job import (
     uuid7,
     uuid7_batch,
 )
-from .options import OnError, Options, RetryBackoff, Schedule, validate_name
+from .options import OnError, Options, RetryBackoff, Schedule, may_run_again, validate_name
 from .worker import Master, MasterSettings, Worker, WorkerStatus
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "Worker",
     "WorkerNotFoundError",
     "WorkerStatus",
+    "may_run_again",
     "new_job",
     "new_options",
     "new_worker",

@@ -99,6 +99,11 @@ class OnError:
             "retry_backoff": self.retry_backoff.value,
         }
 
+    def allows_retry(self, attempts: int) -> bool:
+        """Whether a job that failed (or whose worker died) after ``attempts`` claims may run again:
+        the one retry rule, for the worker and the master alike."""
+        return attempts <= self.max_retries
+
     def is_valid(self) -> bool:
         """Always true: an ``OnError`` is validated when it is made (kept for queuerPy code)."""
         return True
@@ -287,3 +292,8 @@ class Options:
             parent_rid=UUID(parent) if parent else None,
             extra={k: v for k, v in data.items() if k not in known},
         )
+
+
+def may_run_again(on_error: OnError | None, attempts: int) -> bool:
+    """The retry rule where a job may have no policy at all (then it runs once)."""
+    return on_error is not None and on_error.allows_retry(attempts)

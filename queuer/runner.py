@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 from uuid import UUID
 
-from queuer.model import Job, JobStatus, NotSerializableError, OnError, results_of
+from queuer.model import Job, JobStatus, NotSerializableError, OnError, may_run_again, results_of
 from queuer.model.jsoncodec import dumps
 
 from .tasks import Task
@@ -204,7 +204,7 @@ async def run_job(task: Task[..., Any], job: Job, on_error: OnError | None) -> O
 
 def failure(job: Job, error: str, on_error: OnError | None) -> Outcome:
     """FAILED, or a retry on the same row when the policy has retries left (``attempts`` counts runs)."""
-    if on_error is not None and job.attempts <= on_error.max_retries:
+    if on_error is not None and may_run_again(on_error, job.attempts):
         delay = on_error.delay_before_retry(job.attempts)
         retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         return Outcome(job, JobStatus.QUEUED, error=error, retry_at=retry_at)
