@@ -4,6 +4,7 @@ helpers. Test modules import from here (and fixtures come from conftest.py), nev
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -126,3 +127,15 @@ class WorkerProcess:
     def _close_pipe(self) -> None:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def run_python(database_url: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QUEUER_DB_URL": database_url}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def echo(text: str) -> str:
+    """A task that returns its argument (registered as ``echo``)."""
+    return text

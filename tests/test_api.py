@@ -1,19 +1,11 @@
-"""Issue 22: the first hour in production. Producers leave no worker rows, dead workers' jobs are
-rescued with default settings, processes that end without stop() clean up, errors are one clear
-line, and the seed's API (and queuerPy's surface) works as written."""
+"""The seed's public API and the errors a user can cause: one clear line, at the call, nothing
+written; queuerPy's surface."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -27,7 +19,6 @@ from queuer import (
     DatabaseConnectionError,
     DuplicateTaskError,
     Job,
-    JobEvent,
     JobNotFoundError,
     JobStatus,
     OnError,
@@ -38,193 +29,9 @@ from queuer import (
     Task,
     ValidationError,
     Worker,
-    WorkerStatus,
 )
 
-from .helpers import QueuerFactory, WorkerProcess, count, eventually
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_python(database_url: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "QUEUER_DB_URL": database_url}
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def echo(text: str) -> str:
-    return text
-
-
-# -- producers are not workers ------------------------------------------------------------------
-def test_a_client_enqueues_reads_waits_cancels_and_listens_without_a_worker_row(
-    make_queuer: QueuerFactory, db_config: DatabaseConfiguration, sql: psycopg.Connection[Any]
-) -> None:
-    worker = make_queuer("echo-worker", 2)
-    worker.add_task(echo)
-    worker.start(master=False)
-    rows_before = count(sql, "SELECT count(*) FROM worker")
-
-    with queuer.connect_with_db(db_config) as client:
-        deleted: list[JobEvent] = []
-        client.listen_for_job_delete(deleted.append)
-        job = client.add_job("echo", "one")  # by name: the client does not import the task
-        assert client.wait_for_job_finished(job.rid, 30).results == ["one"]
-        rids = client.add_jobs([BatchJob("echo", ["two"]), BatchJob("echo", ["three"])])
-        with psycopg.connect(db_config.conninfo()) as conn:
-            in_tx = client.add_job_tx(conn, "echo", "four")
-        done = [client.wait_for_job_finished(r, 30) for r in [*rids, in_tx.rid]]
-        assert [d.results for d in done] == [["two"], ["three"], ["four"]]
-        assert client.find_job(job.rid).status is JobStatus.SUCCEEDED
-        scheduled = client.add_job_with_options(
-            Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(hours=1))), "echo", "later"
-        )
-        assert client.cancel_job(scheduled.rid).status is JobStatus.CANCELLED
-        assert client.get_worker(worker.worker.rid).name == "echo-worker"
-        eventually(lambda: {e.rid for e in deleted} >= {job.rid, scheduled.rid}, what="delete events")
-
-        async def from_asyncio() -> Job:
-            queued = await client.add_job_async("echo", "five")
-            return await client.wait_for_job_finished_async(queued.rid, 30)
-
-        assert asyncio.run(from_asyncio()).results == ["five"]
-    assert count(sql, "SELECT count(*) FROM worker") == rows_before
-
-
-def test_a_process_task_child_never_registers_a_worker(
-    database_url: str, sql: psycopg.Connection[Any]
-) -> None:
-    result = run_python(database_url, "tests/process_app.py")
-    assert result.returncode == 0, result.stderr
-    status, square, parent_pid = result.stdout.split()
-    assert (status, square) == ("SUCCEEDED", "49")
-    # One row: the script's own worker. The fork server and the task's process imported the
-    # module (which builds a Queuer) without registering.
-    assert count(sql, "SELECT count(*) FROM worker") == 1
-    row = sql.execute("SELECT results FROM job_archive").fetchone()
-    assert row is not None and row[0][0][1] != int(parent_pid)  # it did run in another process
-
-
-# -- rescue by default --------------------------------------------------------------------------
-@pytest.mark.timeout(180)
-def test_sigkill_of_the_master_worker_is_rescued_within_a_minute_with_default_settings(
-    database_url: str, make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
-) -> None:
-    sql.execute("CREATE TABLE runs (i int, worker text, at timestamptz DEFAULT clock_timestamp())")
-    a = WorkerProcess(database_url, "A", defaults=True)
-    started = [a]
-    try:
-        eventually(
-            lambda: count(
-                sql,
-                "SELECT count(*) FROM master m JOIN worker w ON w.id = m.worker_id WHERE w.rid = %s",
-                a.rid,
-            ),
-            what="A is master (every started worker is a candidate)",
-        )
-        producer = queuer.connect_with_db(DatabaseConfiguration.from_url(database_url))
-        retries = Options(on_error=OnError(max_retries=2, timeout=0))
-        for i in range(2):
-            producer.add_job_with_options(retries, "crash_work", i, 600.0)
-        eventually(
-            lambda: count(sql, "SELECT count(*) FROM runs WHERE worker = 'A'") == 2, what="A runs both"
-        )
-        b = WorkerProcess(database_url, "B", defaults=True)
-        started.append(b)
-        a.kill()
-        row = sql.execute("SELECT updated_at FROM worker WHERE rid = %s", (a.rid,)).fetchone()
-        assert row is not None
-        last_heartbeat = row[0].replace(tzinfo=UTC)
-        eventually(
-            lambda: count(sql, "SELECT count(*) FROM runs WHERE worker = 'B'") == 2,
-            timeout=90,
-            what="B runs A's jobs again",
-        )
-        latest = sql.execute("SELECT max(at) FROM runs WHERE worker = 'B'").fetchone()
-        assert latest is not None
-        assert latest[0] - last_heartbeat < timedelta(seconds=60)
-        assert sql.execute("SELECT status FROM worker WHERE rid = %s", (a.rid,)).fetchone() == ("STOPPED",)
-        producer.close()
-    finally:
-        for w in started:
-            w.terminate()
-
-
-def test_a_live_go_worker_is_never_declared_dead_but_a_silent_python_worker_is(
-    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
-) -> None:
-    master = make_queuer("master", 1)  # installs the schema
-    # A Go worker heartbeats every 30 s: a row 90 s old is alive by Go's 2-minute rule.
-    go_rid = sql.execute(
-        "INSERT INTO worker (name, status, updated_at) VALUES ('go', 'RUNNING', "
-        "(now() AT TIME ZONE 'UTC') - interval '90 seconds') RETURNING rid"
-    ).fetchone()
-    # A started Python worker whose 4 heartbeats (20 s) passed a while ago.
-    py = sql.execute(
-        "INSERT INTO worker (name, status, updated_at) VALUES ('py', 'RUNNING', "
-        "(now() AT TIME ZONE 'UTC') - interval '30 seconds') RETURNING id, rid"
-    ).fetchone()
-    assert go_rid is not None and py is not None
-    sql.execute(
-        "INSERT INTO queuer_py_worker (worker_id, stale_after) VALUES (%s, interval '20 seconds')", (py[0],)
-    )
-    master.start()
-    eventually(
-        lambda: master.get_worker(py[1]).status is WorkerStatus.STOPPED, what="silent Python worker stopped"
-    )
-    assert master.get_worker(go_rid[0]).status is WorkerStatus.RUNNING
-
-
-def test_start_can_opt_out_of_the_master_election(make_queuer: QueuerFactory) -> None:
-    q = make_queuer("no-master", 1)
-    q.add_task(echo)
-    q.start(master=False)
-    time.sleep(0.5)  # the first master poll would have happened at once
-    assert not q.is_master and q.get_master().worker_id == 0
-
-
-# -- ending without stop() ----------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["end", "raise", "sigterm", "sigint"])
-def test_a_process_that_ends_without_stop_cleans_up(
-    mode: str, database_url: str, sql: psycopg.Connection[Any]
-) -> None:
-    env = {**os.environ, "QUEUER_DB_URL": database_url}
-    script_mode = mode if mode in ("end", "raise") else "wait"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.exit_script", script_mode],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("running "), line
-    worker_rid, job_rid = line.split()[1:]
-    if mode == "sigterm":
-        proc.send_signal(signal.SIGTERM)
-    elif mode == "sigint":
-        proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert "Task was destroyed" not in stderr and "Exception ignored" not in stderr, stderr
-    if mode == "raise":
-        assert "RuntimeError: the application failed" in stderr
-    else:
-        assert "Traceback" not in stderr or mode == "sigint", stderr
-    assert sql.execute("SELECT status FROM worker WHERE rid = %s", (worker_rid,)).fetchone() == ("STOPPED",)
-    assert sql.execute("SELECT status FROM job WHERE rid = %s", (job_rid,)).fetchone() == ("QUEUED",)
-
-
-def test_a_worker_command_whose_import_fails_leaves_no_row(
-    database_url: str, sql: psycopg.Connection[Any]
-) -> None:
-    result = run_python(database_url, "-m", "queuer", "worker", "tests.broken_app:worker")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "ImportError: a module this application needs is missing" in result.stderr.strip().splitlines()[-1]
-    assert count(sql, "SELECT count(*) FROM worker") == 0
+from .helpers import QueuerFactory, count, echo
 
 
 # -- errors a user can cause --------------------------------------------------------------------
