@@ -34,7 +34,7 @@ from queuer.model import (
 )
 from queuer.model.jsoncodec import dumps
 
-from .client import Client, env_encryption
+from .client import ANALYZE_AFTER, Client, env_encryption
 from .master import MasterRole
 from .runner import in_task_process
 from .runtime import Runtime, RuntimeSettings
@@ -46,7 +46,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 NextIntervalFunc = Callable[[datetime, int], datetime]
 MAX_CONCURRENCY = 1000
-ANALYZE_AFTER = 1000  # queued jobs a worker sees (any writer's) before it refreshes statistics
 # The default grace for running jobs when the interpreter exits without stop(): none, they go back
 # to the queue at once (the process is ending; waiting would only delay another worker).
 EXIT_GRACE = 0.0
