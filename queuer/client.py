@@ -17,7 +17,7 @@ import os
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -36,18 +36,15 @@ from queuer.model import (
     OnError,
     Options,
     QueuerStateError,
-    UnknownTaskError,
     ValidationError,
     WaitTimeoutError,
     Worker,
     WorkerStatus,
-    uuid7,
-    uuid7_batch,
 )
-from queuer.model.jsoncodec import as_rid, dumps, naive_utc, require_int
+from queuer.model.jsoncodec import as_rid, require_int
 
+from .enqueue import JobBuilder
 from .loop import LoopThread
-from .runner import current_job_rid
 from .tasks import TaskRegistry
 from .twins import blocking
 
@@ -108,12 +105,10 @@ class Client:
         if encrypt_parameters and not encryption_key:
             raise ValidationError("encrypt_parameters needs an encryption key")
         self.default_on_error = on_error
-        self._default_options_json = dumps(Options(on_error=on_error).to_json(), "options")
         self.registry = TaskRegistry()
         codec = PgpCodec(encryption_key, old_encryption_keys) if encryption_key else None
         self._store = Store(db_config, pool_size, codec, encrypt_parameters)
-        self._known_remote_tasks: set[str] = set()
-        self._known_remote_intervals: set[str] = set()
+        self._builder = JobBuilder(self.registry, self._store, on_error)
         self._waiters: dict[UUID, list[asyncio.Future[None]]] = defaultdict(list)
         self._callbacks: dict[str, list[EventCallback]] = {"insert": [], "update": [], "delete": []}
         self._listener: Listener | None = None
@@ -481,126 +476,25 @@ class Client:
         async with self._store.connection() as conn:
             return await write(conn, arg)
 
-    # A task (or next-interval function) is known when this process or any worker row in the
-    # database lists it. Names found in the database are remembered: the check costs a query only
-    # the first time a name is used.
-    def _missing(self, news: Sequence[NewJob]) -> tuple[list[str], list[str]]:
-        tasks = {n.task_name for n in news} - self.registry.tasks.keys() - self._known_remote_tasks
-        intervals = {n.next_interval for n in news if n.next_interval}
-        intervals -= self.registry.next_intervals.keys() | self._known_remote_intervals
-        return sorted(tasks), sorted(i for i in intervals if i)
-
     def _check_names_sync(self, cur: psycopg.Cursor[Any], news: Sequence[NewJob]) -> None:
-        tasks, intervals = self._missing(news)
-        if tasks or intervals:
-            self._note_known(tasks, intervals, self._store.unknown_names_on(cur, tasks, intervals))
+        self._builder.check_names(cur, news)
 
     async def _check_names_async(self, cur: psycopg.AsyncCursor[Any], news: Sequence[NewJob]) -> None:
-        tasks, intervals = self._missing(news)
-        if tasks or intervals:
-            self._note_known(
-                tasks, intervals, await self._store.unknown_names_on_async(cur, tasks, intervals)
-            )
-
-    def _note_known(self, tasks: list[str], intervals: list[str], unknown: list[tuple[str, str]]) -> None:
-        if unknown:
-            kind, name = unknown[0]
-            what = "task" if kind == "task" else "next-interval function"
-            how = "add_task" if kind == "task" else "add_next_interval_func"
-            raise UnknownTaskError(
-                f"no worker has registered a {what} named {name!r}; register it with {how}"
-            )
-        self._known_remote_tasks.update(tasks)
-        self._known_remote_intervals.update(intervals)
+        await self._builder.check_names_async(cur, news)
 
     def _new_jobs(self, batch: Sequence[BatchJob]) -> list[NewJob]:
-        """Validate and encode a whole batch; per-batch work (rids, parent, names) is done once."""
-        if isinstance(batch, str | bytes) or not isinstance(batch, Sequence):
-            raise ValidationError("add_jobs takes a list of BatchJob")
-        if self._closed:
-            raise QueuerStateError("this queuer has been stopped")
-        rids = uuid7_batch(len(batch))
-        parent = current_job_rid.get()
-        # The common item (no options, no keyword parameters, not inside a task, no parameter
-        # encryption) is built inline: the general path is much slower per item.
-        plain = parent is None and not self._store.encrypt_parameters
-        default_options = self._default_options_json
-        queued = JobStatus.QUEUED.value
-        names: dict[Any, str] = {}
-        tasks = self.registry.tasks
-        news = []
-        for index, item in enumerate(batch):
-            try:
-                if not isinstance(item, BatchJob):
-                    raise ValidationError(f"{type(item).__name__} is not a BatchJob")
-                params, keyed = item.parameters, item.parameters_keyed
-                if type(params) is not list and type(params) is not tuple:
-                    if isinstance(params, str | bytes | Mapping) or not isinstance(params, Sequence):
-                        raise ValidationError("parameters must be a list or tuple")
-                    params = list(params)
-                if type(keyed) is not dict:
-                    if not isinstance(keyed, Mapping):
-                        raise ValidationError("parameters_keyed must be a dict")
-                    keyed = dict(keyed)
-                try:
-                    name = names[item.task]
-                except (KeyError, TypeError):
-                    name = names[item.task] = self.registry.name_of(item.task)
-                local = tasks.get(name)
-                if local is not None:
-                    local.check_call(params, keyed)
-                if plain and item.options is None and not keyed:
-                    params_json = dumps(params, "parameters")
-                    news.append(NewJob(rids[index], default_options, name, params_json, "{}", queued, None))
-                else:
-                    news.append(self._encode(item.options, name, params, keyed, rids[index], parent))
-            except ValidationError as exc:
-                raise type(exc)(f"batch item {index}: {exc}") from exc
-        return news
+        self._refuse_when_closed()
+        return self._builder.batch(batch)
 
     def _new_job(
         self, options: Options | None, task: TaskRef, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> NewJob:
-        """Validate and encode one job without I/O; every problem raises here, before any write."""
-        name = self.registry.name_of(task)
-        local = self.registry.tasks.get(name)
-        if local is not None:
-            local.check_call(args, kwargs)
-        return self._encode(options, name, args, kwargs, uuid7(), current_job_rid.get())
+        self._refuse_when_closed()
+        return self._builder.one(options, task, args, kwargs)
 
-    def _encode(
-        self,
-        options: Options | None,
-        name: str,
-        args: Sequence[Any],
-        kwargs: dict[str, Any],
-        rid: UUID,
-        parent: UUID | None,
-    ) -> NewJob:
+    def _refuse_when_closed(self) -> None:
         if self._closed:
             raise QueuerStateError("this queuer has been stopped")
-        schedule = None
-        if options is None and parent is None:
-            options_json = self._default_options_json
-        else:
-            if options is not None and not isinstance(options, Options):
-                raise ValidationError(f"options must be an Options, got {type(options).__name__}")
-            opts = (options or Options()).with_defaults(self.default_on_error, parent)
-            schedule = opts.schedule
-            options_json = dumps(opts.to_json(), "options")
-        if kwargs and any(type(k) is not str for k in kwargs):
-            raise ValidationError("keyword parameter names must be strings")
-        new = NewJob(
-            rid=rid,
-            options_json=options_json,
-            task_name=name,
-            parameters_json=dumps(args, "parameters"),
-            parameters_keyed_json=dumps(kwargs, "keyword parameters"),
-            status=JobStatus.SCHEDULED.value if schedule else JobStatus.QUEUED.value,
-            scheduled_at=naive_utc(schedule.start) if schedule else None,
-            next_interval=schedule.next_interval if schedule else None,
-        )
-        return self._store.seal(new)
 
     # -- reading --------------------------------------------------------------------------------
     async def get_job_async(self, rid: UUID | str) -> Job:
