@@ -22,6 +22,10 @@ class ConfigurationError(QueuerError):
     """The database configuration or a constructor argument is unusable."""
 
 
+class SchemaMissingError(ConfigurationError):
+    """The configured schema holds no queuer tables (run ``queuer init``)."""
+
+
 class ValidationError(QueuerError, ValueError):
     """An argument is invalid; raised at the call that received it, before anything is written."""
 

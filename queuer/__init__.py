@@ -15,7 +15,7 @@ _MODEL = (
     "BatchJob Job JobEvent JobStatus Master MasterSettings OnError Options RetryBackoff Schedule Worker "
     "WorkerStatus new_job new_options new_worker new_worker_with_options ConfigurationError "
     "DatabaseConnectionError DecryptionError DuplicateTaskError JobNotFoundError NotSerializableError "
-    "QueuerError QueuerStateError UnknownTaskError ValidationError WaitTimeoutError WorkerNotFoundError"
+    "QueuerError QueuerStateError SchemaMissingError UnknownTaskError ValidationError WaitTimeoutError WorkerNotFoundError"
 )
 # Where each public name lives.
 _HOME: dict[str, str] = {
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         QueuerStateError,
         RetryBackoff,
         Schedule,
+        SchemaMissingError,
         UnknownTaskError,
         ValidationError,
         WaitTimeoutError,
@@ -103,6 +104,7 @@ __all__ = [
     "QueuerStateError",
     "RetryBackoff",
     "Schedule",
+    "SchemaMissingError",
     "Task",
     "UnknownTaskError",
     "ValidationError",

@@ -7,6 +7,7 @@ with status 2 (1 for "not found"); no tracebacks.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import importlib
 import json
@@ -24,16 +25,17 @@ from uuid import UUID
 
 import psycopg
 
-from queuer.database import DatabaseConfiguration
+from queuer.database import DatabaseConfiguration, install_schema
 from queuer.model import (
     JobNotFoundError,
     JobStatus,
     QueuerError,
+    SchemaMissingError,
     WorkerNotFoundError,
     WorkerStatus,
 )
 
-from .admin import Admin, SchemaMissingError
+from .client import Client
 
 EXIT_NOT_FOUND = 1
 EXIT_ERROR = 2
@@ -108,38 +110,31 @@ def _config(args: argparse.Namespace) -> DatabaseConfiguration:
     return dataclasses.replace(config, schema=args.schema) if args.schema else config
 
 
-def _admin(args: argparse.Namespace, require_schema: bool = True) -> Admin:
-    admin = Admin(_config(args), os.environ.get("QUEUER_ENCRYPTION_KEY") or None)
-    try:
-        admin.connect(require_schema=require_schema)
-    except BaseException:
-        admin.close()
-        raise
-    return admin
+def _client(args: argparse.Namespace) -> Client:
+    """A producer client for one command: it never registers a worker row, and it refuses to run
+    where the schema is missing rather than install it (that is ``queuer init``)."""
+    return Client(_config(args), os.environ.get("QUEUER_ENCRYPTION_KEY") or None, pool_size=2, install=False)
 
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    admin = _admin(args, require_schema=False)
-    try:
-        actions = admin.init()
-    finally:
-        admin.close()
-    schema = admin.config.schema
+    config = _config(args)
+    actions = asyncio.run(install_schema(config))
     if args.json:
-        print(json.dumps({"schema": schema, "actions": actions}))
+        print(json.dumps({"schema": config.schema, "actions": actions}))
     else:
-        print("\n".join(f"{schema}: {a}" for a in actions) if actions else f"{schema}: schema is up to date")
+        print(
+            "\n".join(f"{config.schema}: {a}" for a in actions)
+            if actions
+            else f"{config.schema}: schema is up to date"
+        )
     return 0
 
 
-def _run(args: argparse.Namespace, action: Callable[[Admin], Any], columns: Sequence[str] = ()) -> int:
+def _run(args: argparse.Namespace, action: Callable[[Client], Any], columns: Sequence[str] = ()) -> int:
     """Open the database, do one thing, close it, print what came back."""
-    admin = _admin(args)
-    try:
-        data = action(admin)
-    finally:
-        admin.close()
+    with _client(args) as client:
+        data = action(client)
     _print(args, data, columns)
     return 0
 
@@ -149,16 +144,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         ended = args.what == "archive"
         return _run(
             args,
-            lambda a: a.list_jobs(ended, args.status, args.task, args.search, args.last_id, args.limit),
+            lambda c: (c.get_jobs_ended if ended else c.get_jobs)(
+                args.last_id, args.limit, status=args.status, task=args.task, search=args.search
+            ),
             JOB_COLUMNS,
         )
     if args.what == "workers":
         return _run(
-            args, lambda a: a.list_workers(args.status, args.search, args.last_id, args.limit), WORKER_COLUMNS
+            args,
+            lambda c: c.get_workers(args.last_id, args.limit, status=args.status, search=args.search),
+            WORKER_COLUMNS,
         )
     return _run(
         args,
-        lambda a: a.connections(),
+        lambda c: c.get_connections(),
         ("pid", "usename", "application_name", "state", "backend_start", "query"),
     )
 
@@ -167,17 +166,16 @@ def cmd_get(args: argparse.Namespace) -> int:
     """``get job RID`` finds the job wherever it is (queued, running or archived); ``get archive``
     looks only in the archive."""
     if args.what == "worker":
-        return _run(args, lambda a: a.get_worker(args.rid))
-    return _run(args, lambda a: a.get_job(args.rid, ended=True if args.what == "archive" else None))
+        return _run(args, lambda c: c.get_worker(args.rid))
+    if args.what == "archive":
+        return _run(args, lambda c: c.get_job_ended(args.rid))
+    return _run(args, lambda c: c.find_job(args.rid))
 
 
-def _confirm(args: argparse.Namespace, action: Callable[[Admin], Any], say: Callable[[Any], str]) -> int:
+def _confirm(args: argparse.Namespace, action: Callable[[Client], Any], say: Callable[[Any], str]) -> int:
     """Do one change and say what it did in one line (the record itself with ``--json``)."""
-    admin = _admin(args)
-    try:
-        data = action(admin)
-    finally:
-        admin.close()
+    with _client(args) as client:
+        data = action(client)
     if args.json:
         _print(args, data, ())
     else:
@@ -188,7 +186,7 @@ def _confirm(args: argparse.Namespace, action: Callable[[Admin], Any], say: Call
 def cmd_cancel(args: argparse.Namespace) -> int:
     return _confirm(
         args,
-        lambda a: a.cancel_job(args.rid),
+        lambda c: c.cancel_job(args.rid),
         lambda job: f"cancelled job {job.rid} ({job.task_name}); it is archived as {job.status.value}",
     )
 
@@ -197,20 +195,20 @@ def cmd_stop(args: argparse.Namespace) -> int:
     how = "to drain and stop (STOPPING)" if args.graceful else "to stop now (STOPPED)"
     return _confirm(
         args,
-        lambda a: a.stop_worker(args.rid, args.graceful),
+        lambda c: c.stop_worker_gracefully(args.rid) if args.graceful else c.stop_worker(args.rid),
         lambda w: f"asked worker {w.rid} ({w.name}) {how}; its row says {w.status.value}",
     )
 
 
 def cmd_readd(args: argparse.Namespace) -> int:
-    return _run(args, lambda a: a.readd(args.rid))
+    return _run(args, lambda c: c.readd_job_from_archive(args.rid))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    admin = _admin(args)
+    client = _client(args)
     try:
         while True:
-            stats = admin.stats()
+            stats = client.get_stats()
             if args.json:
                 print(json.dumps(stats), flush=True)
             else:
@@ -230,7 +228,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        admin.close()
+        client.close()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

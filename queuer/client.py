@@ -26,6 +26,7 @@ import psycopg
 from queuer.database import DatabaseConfiguration, NewJob, install_schema
 from queuer.database.encryption import PgpCodec
 from queuer.database.listener import Listener, parse_payload
+from queuer.database.schema import schema_installed
 from queuer.database.store import Refresh, Store
 from queuer.model import (
     BatchJob,
@@ -36,6 +37,7 @@ from queuer.model import (
     OnError,
     Options,
     QueuerStateError,
+    SchemaMissingError,
     ValidationError,
     WaitTimeoutError,
     Worker,
@@ -96,6 +98,7 @@ class Client:
         encrypt_parameters: bool = False,
         old_encryption_keys: Sequence[str] = (),
         thread_name: str = "queuer-client",
+        install: bool = True,
     ) -> None:
         if not isinstance(db_config, DatabaseConfiguration):
             raise ValidationError("db_config must be a DatabaseConfiguration")
@@ -121,6 +124,7 @@ class Client:
         self._refreshing = False  # a statistics refresh is running
         self._refresh_again = False  # and another was asked for meanwhile
         self._closed = False
+        self._install = install
         self._loop = LoopThread(thread_name)
         try:
             self._loop.call(self._open())
@@ -130,7 +134,15 @@ class Client:
         _open_clients.add(self)
 
     async def _open(self) -> None:
-        await install_schema(self._store.config)
+        """Install the schema where it is missing (``install=False``: refuse to start without it,
+        as the operator's command line does), then open the pool."""
+        if self._install:
+            await install_schema(self._store.config)
+        elif not await schema_installed(self._store.config):
+            config = self._store.config
+            raise SchemaMissingError(
+                f"no queuer schema in {config.database!r} schema {config.schema!r} (run: queuer init)"
+            )
         await self._store.open()
 
     @property
@@ -570,6 +582,48 @@ class Client:
     async def get_worker_async(self, rid: UUID | str) -> Worker:
         return await self._loop.call_async(self._store.get_worker(as_rid(rid, "worker rid")))
 
+    async def get_workers_async(
+        self,
+        last_id: int = 0,
+        entries: int = 100,
+        *,
+        status: WorkerStatus | str | None = None,
+        search: str | None = None,
+    ) -> list[Worker]:
+        """A page of worker rows (Python and Go), newest first, optionally of one status or with
+        ``search`` in the name, tasks or status."""
+        status_text = None
+        if status is not None:
+            try:
+                status_text = WorkerStatus(str(status).upper()).value
+            except ValueError:
+                allowed = ", ".join(s.value for s in WorkerStatus)
+                raise ValidationError(f"status must be one of {allowed}, got {status!r}") from None
+        return await self._loop.call_async(self._store.list_workers(status_text, search, last_id, entries))
+
+    async def get_connections_async(self) -> list[dict[str, Any]]:
+        """The database sessions of every queuer process (Python or Go): pid, state, query."""
+        return await self._loop.call_async(self._store.connections())
+
+    async def get_stats_async(self) -> dict[str, Any]:
+        """Job counts by table, status and task; jobs finished in the last minute; the age of the
+        oldest queued job; the master."""
+        return await self._loop.call_async(self._stats())
+
+    async def _stats(self) -> dict[str, Any]:
+        counts, recent = await self._store.counts()
+        master = await self._store.get_master()
+        return {
+            "counts": [
+                {"table": r["tbl"], "status": r["status"], "task": r["task_name"], "count": r["n"]}
+                for r in counts
+            ],
+            "finished_last_minute": recent["finished_last_minute"],
+            "throughput_per_second": round(recent["finished_last_minute"] / 60, 2),
+            "oldest_queued_seconds": recent["oldest_queued_seconds"],
+            "master_worker_rid": str(master.worker_rid) if master.worker_rid else None,
+        }
+
     async def get_master_async(self) -> Master:
         """The master row: who holds the role, its settings, when it was last renewed."""
         return await self._loop.call_async(self._store.get_master())
@@ -644,6 +698,9 @@ class Client:
     get_jobs_by_worker_rid = blocking(get_jobs_by_worker_rid_async)
     get_worker = blocking(get_worker_async)
     get_master = blocking(get_master_async)
+    get_workers = blocking(get_workers_async)
+    get_connections = blocking(get_connections_async)
+    get_stats = blocking(get_stats_async)
     cancel_job = blocking(cancel_job_async)
     cancel_all_jobs_by_worker = blocking(cancel_all_jobs_by_worker_async)
     readd_job_from_archive = blocking(readd_job_from_archive_async)
