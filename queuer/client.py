@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import weakref
-from collections import defaultdict
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -47,13 +46,13 @@ from queuer.model.jsoncodec import as_rid, require_int
 
 from .enqueue import JobBuilder
 from .loop import LoopThread
+from .subscribers import EventCallback, Kind, Subscribers
 from .tasks import TaskRegistry
 from .twins import blocking
 
 log = logging.getLogger("queuer")
 
 T = TypeVar("T")
-EventCallback = Callable[[JobEvent], Any]
 JobCallback = Callable[[Job], Any]
 TaskRef = str | Callable[..., Any]
 SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
@@ -112,8 +111,7 @@ class Client:
         codec = PgpCodec(encryption_key, old_encryption_keys) if encryption_key else None
         self._store = Store(db_config, pool_size, codec, encrypt_parameters)
         self._builder = JobBuilder(self.registry, self._store, on_error)
-        self._waiters: dict[UUID, list[asyncio.Future[None]]] = defaultdict(list)
-        self._callbacks: dict[str, list[EventCallback]] = {"insert": [], "update": [], "delete": []}
+        self._subscribers = Subscribers(self._spawn)
         self._listener: Listener | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -204,10 +202,7 @@ class Client:
         if self._listener_task is not None:
             self._listener_task.cancel()
             await asyncio.gather(self._listener_task, return_exceptions=True)
-        for futures in self._waiters.values():
-            for fut in futures:
-                if not fut.done():
-                    fut.cancel()
+        self._subscribers.cancel_waiters()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, *self._maintenance, return_exceptions=True)
@@ -224,71 +219,38 @@ class Client:
     async def _on_listener_connect(self) -> None:
         """After a (re)connect: settle waiters whose jobs ended meanwhile (notifications sent while
         disconnected are gone)."""
-        for rid in await self._store.find_ended(list(self._waiters)):
-            self._settle_waiters(rid)
+        self._subscribers.settle(await self._store.find_ended(self._subscribers.waited_for()))
 
     def _listening_channels(self) -> set[str]:
         """The channels this client needs now (a worker may need fewer, see Queuer)."""
-        channels = {"job_archive"}
-        if self._callbacks["insert"] or self._callbacks["update"]:
-            channels.add("job")
-        return channels
+        return {"job", "job_archive"} if self._subscribers.wants_job_channel else {"job_archive"}
 
     def _update_channels(self) -> None:
         if self._listener is not None:
             self._listener.set_channels(frozenset(self._listening_channels()))
 
-    def _settle_waiters(self, rid: UUID) -> None:
-        for fut in self._waiters.get(rid, []):
-            if not fut.done():
-                fut.set_result(None)
-
     def _on_notify(self, channel: str, payload: str) -> None:
         """Decode a notification only when someone needs its rid or status."""
-        if channel == "job":
-            queued = '"QUEUED"' in payload or '"SCHEDULED"' in payload
-            if not self._callbacks["insert" if queued else "update"]:
-                return
-        elif not (self._waiters or self._callbacks["delete"]):
-            return
-        event = parse_payload(channel, payload)
-        if event is not None:
-            self._on_event(event)
-
-    def _on_event(self, event: JobEvent) -> None:
-        if event.channel == "job":
-            queued = event.status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
-            self._fire("insert" if queued else "update", event)
-            return
-        if event.rid is not None:
-            self._settle_waiters(event.rid)
-        self._fire("delete", event)
+        if self._subscribers.needs(channel, payload) and (event := parse_payload(channel, payload)):
+            self._subscribers.deliver(event)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _fire(self, kind: str, event: JobEvent) -> None:
-        loop = asyncio.get_running_loop()
-        for callback in self._callbacks[kind]:
-            if inspect.iscoroutinefunction(callback):
-                self._spawn(callback(event))
-            else:
-                loop.run_in_executor(None, callback, event)
-
     def _listen(
-        self, kind: str, callback: EventCallback | None, notify_function: JobCallback | None
+        self, kind: Kind, callback: EventCallback | None, notify_function: JobCallback | None
     ) -> Callable[[], None]:
         if (callback is None) == (notify_function is None):
             raise ValidationError("pass one callback (or notify_function=, which receives the Job)")
         chosen: EventCallback = callback if callback is not None else self._job_callback(notify_function)
         if not callable(chosen):
             raise ValidationError("callback must be callable")
-        self._callbacks[kind].append(chosen)
+        unsubscribe = self._subscribers.subscribe(kind, chosen)
         self._loop.call(self._ensure_listener())
         self._loop.loop.call_soon_threadsafe(self._update_channels)
-        return lambda: self._callbacks[kind].remove(chosen)  # channels follow at the next change
+        return unsubscribe  # channels follow at the next change
 
     def _job_callback(self, notify_function: Any) -> EventCallback:
         """queuerPy's listener form: the callback receives the Job the event is about."""
@@ -673,8 +635,7 @@ class Client:
 
     async def _wait(self, rid: UUID, timeout: float) -> Job:
         await self._ensure_listener()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters[rid].append(fut)
+        fut = self._subscribers.wait_for(rid)
         self._update_channels()  # a saturated worker listens to job_archive again
         try:
             if rid not in await self._store.find_ended([rid]):
@@ -684,11 +645,7 @@ class Client:
                     raise WaitTimeoutError(f"job {rid} did not finish within {timeout}s") from None
             return await self._store.get_job(rid, ended=True)
         finally:
-            waiting = self._waiters.get(rid)
-            if waiting is not None:
-                waiting.remove(fut)
-                if not waiting:
-                    del self._waiters[rid]
+            self._subscribers.forget(rid, fut)
 
     get_job = blocking(get_job_async)
     get_job_ended = blocking(get_job_ended_async)

@@ -22,7 +22,6 @@ from queuer.database import DatabaseConfiguration
 from queuer.database.listener import parse_payload
 from queuer.database.store import Refresh
 from queuer.model import (
-    JobEvent,
     JobStatus,
     MasterSettings,
     OnError,
@@ -354,10 +353,11 @@ class Queuer(Client):
         if runtime is not None:
             runtime.schedule_changed()
             running = [job.rid for job, _ in runtime.running.values()]
-        for rid, status in (await self._store.find_ended([*running, *self._waiters])).items():
+        ended = await self._store.find_ended([*running, *self._subscribers.waited_for()])
+        for rid, status in ended.items():
             if runtime is not None and status == JobStatus.CANCELLED.value:
                 runtime.cancel_running(rid)
-            self._settle_waiters(rid)
+        self._subscribers.settle(ended)
 
     def _on_saturation(self) -> None:
         """On becoming or ceasing to be saturated, and every ``LONG_JOB`` seconds meanwhile."""
@@ -377,18 +377,16 @@ class Queuer(Client):
         if self._runtime is None:
             return {"job", "job_archive"}
         return self._runtime.saturation.channels(
-            insert_or_update_listeners=bool(self._callbacks["insert"] or self._callbacks["update"]),
-            archive_listeners=bool(self._waiters or self._callbacks["delete"]),
+            insert_or_update_listeners=self._subscribers.wants_job_channel,
+            archive_listeners=self._subscribers.wants_archive_channel,
         )
 
     def _on_notify(self, channel: str, payload: str) -> None:
         """Act on a notification, decoding it only when someone needs its rid or status: at
         thousands of jobs a second most are RUNNING/SUCCEEDED echoes of our own work."""
-        callbacks = self._callbacks
-        if channel == "job":
+        if channel == "job" and self._runtime is not None:
             scheduled = '"SCHEDULED"' in payload
-            queued = scheduled or '"QUEUED"' in payload
-            if self._runtime is not None and queued:
+            if scheduled or '"QUEUED"' in payload:
                 if scheduled:
                     self._runtime.schedule_changed()
                 else:
@@ -396,22 +394,14 @@ class Queuer(Client):
                 self._queued_seen += 1
                 if self._queued_seen >= ANALYZE_AFTER:
                     self._refresh_statistics()
-            if not callbacks["insert" if queued else "update"]:
-                return
-        elif not (self._waiters or callbacks["delete"] or '"CANCELLED"' in payload):
+        cancelled = channel == "job_archive" and self._runtime is not None and '"CANCELLED"' in payload
+        if not (cancelled or self._subscribers.needs(channel, payload)):
             return
         event = parse_payload(channel, payload)
-        if event is not None:
-            self._on_event(event)
-
-    def _on_event(self, event: JobEvent) -> None:
-        super()._on_event(event)
-        if (
-            event.channel == "job_archive"
-            and event.rid is not None
-            and event.status is JobStatus.CANCELLED
-            and self._runtime is not None
-        ):
+        if event is None:
+            return
+        self._subscribers.deliver(event)
+        if cancelled and event.rid is not None and event.status is JobStatus.CANCELLED and self._runtime:
             self._runtime.cancel_running(event.rid)
 
 
