@@ -46,3 +46,10 @@ def _last_fatal_line(text: str) -> str:
         if line.startswith(prefix):
             line = line[len(prefix) :].strip()
     return line
+
+
+def connection_lost(exc: psycopg.DatabaseError) -> bool:
+    """The error says the connection went away (the statement may or may not have committed), not
+    that the server refused the statement: an operational error, or one with no SQLSTATE (libpq's
+    own "server closed the connection unexpectedly")."""
+    return isinstance(exc, psycopg.OperationalError) or exc.sqlstate is None

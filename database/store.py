@@ -33,6 +33,7 @@ from queuer.model.jsoncodec import naive_utc
 
 from .batch import copy_jobs, copy_jobs_async
 from .config import DatabaseConfiguration
+from .connect_errors import connection_lost
 from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared, prepared_names
 from .job_table import CLAIM_JSON_COLUMNS, Finished, FollowUp, JobTable, NewJob, Requeued, cycle_params
 from .master_store import MasterStore
@@ -248,7 +249,7 @@ class Store:
         try:
             return await self.execute(query, params)
         except psycopg.DatabaseError as exc:
-            if not (isinstance(exc, psycopg.OperationalError) or exc.sqlstate is None):
+            if not connection_lost(exc):
                 raise
             await self.pool.check()
             return await self.execute(query, params)

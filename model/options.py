@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from .errors import ValidationError
@@ -44,8 +44,23 @@ class RetryBackoff(StrEnum):
     EXPONENTIAL = "exponential"
 
 
+class _HasJson(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class QueuerPyNames:
+    """queuerPy's names for what these records already do: each is validated when it is made, so
+    ``is_valid`` is always true, and ``to_dict`` is ``to_json`` (``from_dict`` is per class)."""
+
+    def is_valid(self) -> bool:
+        return True
+
+    def to_dict(self: _HasJson) -> dict[str, Any]:
+        return self.to_json()
+
+
 @dataclass(frozen=True)
-class OnError:
+class OnError(QueuerPyNames):
     """What to do when a run fails or takes too long.
 
     ``timeout`` and ``retry_delay`` are seconds (0 = no timeout / no delay). A job runs at most
@@ -104,14 +119,6 @@ class OnError:
         the one retry rule, for the worker and the master alike."""
         return attempts <= self.max_retries
 
-    def is_valid(self) -> bool:
-        """Always true: an ``OnError`` is validated when it is made (kept for queuerPy code)."""
-        return True
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object Go reads (queuerPy's name for ``to_json``)."""
-        return self.to_json()
-
     @classmethod
     def from_dict(cls, data: Any) -> OnError | None:
         """Read an object a program built (queuerPy's name): missing keys take the defaults, where
@@ -138,7 +145,7 @@ class OnError:
 
 
 @dataclass(frozen=True)
-class Schedule:
+class Schedule(QueuerPyNames):
     """Delayed and recurring execution.
 
     ``start`` is when the first occurrence is due (naive datetimes are UTC; default: now). ``max_count``
@@ -183,13 +190,6 @@ class Schedule:
         except OverflowError as exc:
             raise ValidationError(f"schedule is out of range: {exc}") from exc
 
-    def is_valid(self) -> bool:
-        """Always true: a ``Schedule`` is validated when it is made (kept for queuerPy code)."""
-        return True
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.to_json()
-
     @classmethod
     def from_dict(cls, data: Any) -> Schedule | None:
         return cls.from_json(data)
@@ -225,7 +225,7 @@ class Schedule:
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(QueuerPyNames):
     """Per-job options. Unknown keys that another writer stored are kept in ``extra`` and written back."""
 
     on_error: OnError | None = None
@@ -264,14 +264,6 @@ class Options:
         if self.parent_rid is not None:
             data["parent_rid"] = str(self.parent_rid)
         return data
-
-    def is_valid(self) -> bool:
-        """Always true: ``Options`` are validated when they are made (kept for queuerPy code)."""
-        return True
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object Go reads (queuerPy's name for ``to_json``)."""
-        return self.to_json()
 
     @classmethod
     def from_dict(cls, data: Any) -> Options | None:

@@ -23,6 +23,7 @@ from uuid import UUID
 import psycopg
 
 from queuer.database import DatabaseConfiguration, NewJob, install_schema
+from queuer.database.connect_errors import connection_lost
 from queuer.database.encryption import PgpCodec
 from queuer.database.listener import Listener, parse_payload
 from queuer.database.schema import schema_installed
@@ -47,14 +48,13 @@ from queuer.model.jsoncodec import as_rid, require_int
 from .enqueue import JobBuilder
 from .loop import LoopThread
 from .subscribers import EventCallback, Kind, Subscribers
-from .tasks import TaskRegistry
+from .tasks import TaskRef, TaskRegistry
 from .twins import blocking
 
 log = logging.getLogger("queuer")
 
 T = TypeVar("T")
 JobCallback = Callable[[Job], Any]
-TaskRef = str | Callable[..., Any]
 SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
 AsyncConn = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
 ANALYZE_AFTER = 1000  # new jobs (one batch of ours, or seen queued by a worker) before an ANALYZE
@@ -518,18 +518,9 @@ class Client:
         task: TaskRef | None,
         search: str | None,
     ) -> list[Job]:
-        require_int("last_id", last_id, minimum=0)
-        require_int("entries", entries, minimum=1)
-        status_text = None
-        if status is not None:
-            try:
-                status_text = JobStatus(str(status).upper()).value
-            except ValueError:
-                allowed = ", ".join(s.value for s in JobStatus)
-                raise ValidationError(f"status must be one of {allowed}, got {status!r}") from None
+        _check_page(last_id, entries, search)
+        status_text = _status_value(JobStatus, status)
         task_name = None if task is None else self.registry.name_of(task)
-        if search is not None and not isinstance(search, str):
-            raise ValidationError("search must be a string")
         return await self._loop.call_async(
             self._store.list_jobs(ended, status_text, task_name, search, last_id, entries)
         )
@@ -539,6 +530,7 @@ class Client:
     ) -> list[Job]:
         """A page of the jobs in ``job`` claimed by one worker."""
         rid = as_rid(worker_rid, "worker_rid")
+        _check_page(last_id, entries, None)
         return await self._loop.call_async(self._store.jobs_of_worker(rid, last_id, entries))
 
     async def get_worker_async(self, rid: UUID | str) -> Worker:
@@ -554,13 +546,8 @@ class Client:
     ) -> list[Worker]:
         """A page of worker rows (Python and Go), newest first, optionally of one status or with
         ``search`` in the name, tasks or status."""
-        status_text = None
-        if status is not None:
-            try:
-                status_text = WorkerStatus(str(status).upper()).value
-            except ValueError:
-                allowed = ", ".join(s.value for s in WorkerStatus)
-                raise ValidationError(f"status must be one of {allowed}, got {status!r}") from None
+        _check_page(last_id, entries, search)
+        status_text = _status_value(WorkerStatus, status)
         return await self._loop.call_async(self._store.list_workers(status_text, search, last_id, entries))
 
     async def get_connections_async(self) -> list[dict[str, Any]]:
@@ -666,11 +653,24 @@ class Client:
     wait_for_job_finished = blocking(wait_for_job_finished_async)
 
 
-def connection_lost(exc: psycopg.DatabaseError) -> bool:
-    """The error says the connection went away (the statement may or may not have committed), not
-    that the server refused the statement: an operational error, or one with no SQLSTATE (libpq's
-    own "server closed the connection unexpectedly")."""
-    return isinstance(exc, psycopg.OperationalError) or exc.sqlstate is None
+def _check_page(last_id: int, entries: int, search: str | None) -> None:
+    """The arguments every listing takes: a page cursor, a page size, an optional search text."""
+    require_int("last_id", last_id, minimum=0)
+    require_int("entries", entries, minimum=1)
+    if search is not None and not isinstance(search, str):
+        raise ValidationError("search must be a string")
+
+
+def _status_value(statuses: type[JobStatus] | type[WorkerStatus], status: object) -> str | None:
+    """A status filter as the contract's string (any case), or a ValidationError naming the
+    allowed ones."""
+    if status is None:
+        return None
+    try:
+        return statuses(str(status).upper()).value
+    except ValueError:
+        allowed = ", ".join(s.value for s in statuses)
+        raise ValidationError(f"status must be one of {allowed}, got {status!r}") from None
 
 
 def _first_line(exc: BaseException) -> str:

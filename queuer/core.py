@@ -226,17 +226,17 @@ class Queuer(Client):
         stopped heartbeating and rescues their jobs), with ``master_settings`` or the defaults;
         ``master=False`` opts out. A plain script's SIGTERM then stops the worker as ``stop()``
         would (a handler is installed only where none is)."""
-        if master_settings is not None and not isinstance(master_settings, MasterSettings):
-            raise ValidationError("master_settings must be a MasterSettings")
-        if self._task_process:
-            log.warning("start() ignored: this is a process=True task's own process, not a worker")
-            return
-        self._loop.call(self._start(master_settings, master))
-        _stop_on_sigterm()
+        self._loop.call(self.start_async(master_settings, master=master))
+        if not self._task_process:
+            _stop_on_sigterm()
 
     async def start_async(
         self, master_settings: MasterSettings | None = None, *, master: bool = True
     ) -> None:
+        """``start`` from an event loop (no signal handler is installed: the application's loop
+        owns its signals)."""
+        if master_settings is not None and not isinstance(master_settings, MasterSettings):
+            raise ValidationError("master_settings must be a MasterSettings")
         if self._task_process:
             log.warning("start() ignored: this is a process=True task's own process, not a worker")
             return

@@ -27,9 +27,7 @@ from queuer.model import (
 from queuer.model.jsoncodec import dumps, naive_utc
 
 from .runner import current_job_rid
-from .tasks import TaskRegistry
-
-TaskRef = str | Any
+from .tasks import TaskRef, TaskRegistry
 
 
 class JobBuilder:

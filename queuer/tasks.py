@@ -17,6 +17,7 @@ from queuer.model.jsoncodec import rfc3339_to_time
 
 P = ParamSpec("P")
 R = TypeVar("R")
+TaskRef = str | Callable[..., Any]  # a task as its registered name or the function itself
 
 
 def derive_name(fn: Callable[..., Any]) -> str:

@@ -24,6 +24,7 @@ from queuer import (
     OnError,
     Options,
     QueuerError,
+    QueuerStateError,
     RetryBackoff,
     Schedule,
     Task,
@@ -166,6 +167,22 @@ def test_registration_is_all_or_nothing(make_queuer: QueuerFactory) -> None:
         q.add_task_with_name(fine, "bad\ud800name")
     assert q.add_task(fine).name == "fine"
     assert list(q.tasks) == ["fine"]
+
+    # A registration whose worker-row update fails (here: the queuer is stopped) leaves nothing
+    # registered, so the same name can be registered on another queuer and no later call trips on it.
+    def late() -> None:
+        return None
+
+    q.stop()
+    with pytest.raises(QueuerStateError):
+        q.add_task(late)
+    with pytest.raises(QueuerStateError):
+        q.add_next_interval_func(lambda_free_next)
+    assert list(q.tasks) == ["fine"] and q.next_interval_funcs == {}
+
+
+def lambda_free_next(start: datetime, count: int) -> datetime:
+    return start + timedelta(minutes=count)
 
 
 def test_get_jobs_filters_by_status_and_task(make_queuer: QueuerFactory) -> None:
