@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,14 @@ class Worker:
     """A worker process, started and idle. ``python``: the interpreter of a queuer worker (another
     install of queuer, for ``ab.py``)."""
 
-    def __init__(self, system: str, url: str, task: str = "noop", python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        system: str,
+        url: str,
+        task: str = "noop",
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.record = tempfile.mktemp(suffix=".json")
         if system == "queuer":
             args = [python, str(HERE / "queuer_side.py"), url, str(CONCURRENCY), self.record, task]
@@ -73,7 +80,9 @@ class Worker:
                 str(CONCURRENCY),
                 self.record,
             ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+        )
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready", f"{system} worker did not start"
 
@@ -133,14 +142,23 @@ def enqueue(system: str, url: str, config: DatabaseConfiguration, n: int) -> flo
     return float(out.stdout.strip())
 
 
-def drain(system: str, processes: int, n: int, python: str = sys.executable) -> dict[str, Any]:
+def drain(
+    system: str,
+    processes: int,
+    n: int,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+    enqueue_jobs: Callable[[DatabaseConfiguration, int], float] | None = None,
+) -> dict[str, Any]:
+    """Time ``n`` jobs from the enqueue's commit until ``job`` is empty. ``env``: for the worker
+    processes (queuer_side.py's settings); ``enqueue_jobs``: another way to write the jobs."""
     with scratch_database() as (url, config):
         prepare(system, url)
-        workers = [Worker(system, url, python=python) for _ in range(processes)]
+        workers = [Worker(system, url, python=python, env=env) for _ in range(processes)]
         with psycopg.connect(url, autocommit=True) as conn:
             # The workers' sessions (the enqueue's comes and goes); all idle until the commit.
             usage = DrainUsage([w.proc.pid for w in workers], backend_pids(conn))
-            committed = enqueue(system, url, config, n)
+            committed = enqueue_jobs(config, n) if enqueue_jobs else enqueue(system, url, config, n)
             ticks_before = cpu_ticks()  # the machine's idle share: from the enqueue's return
             while pending(conn, system):
                 time.sleep(0.01)

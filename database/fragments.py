@@ -21,3 +21,15 @@ def archive_move(status: str, results: str, results_encrypted: str, error: str) 
         "updated_at": NOW_UTC,
     }
     return ", ".join(values.get(column, column) for column in JOB_COLUMNS)
+
+
+# Python's own job data (``options.metadata.queuer_py``, see queuer.model.queues) as SQL
+# expressions on ``options``. The indexes of sql/queues_v1.sql are built from these same strings:
+# a query must use them verbatim for the planner to match an index.
+_OWN = "options -> 'metadata' -> 'queuer_py'"
+QUEUE_OF = f"COALESCE({_OWN} ->> 'queue', 'default')"
+PRIORITY_OF = f"COALESCE({_OWN} -> 'priority', '0'::jsonb)"
+UNIQUE_KEY_OF = f"({_OWN} ->> 'unique_key')"
+EXPIRES_AT_OF = f"({_OWN} ->> 'expires_at')"
+# Now as the fixed-width text ``expiry_text`` writes, to compare with EXPIRES_AT_OF.
+NOW_EXPIRY_TEXT = f"""to_char({NOW_UTC}, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""

@@ -15,7 +15,16 @@ from psycopg import sql
 
 from queuer.model import JOB_COLUMNS
 
-from .fragments import JOB_COLUMN_LIST, NOW_UTC, archive_move
+from .fragments import (
+    EXPIRES_AT_OF,
+    JOB_COLUMN_LIST,
+    NOW_EXPIRY_TEXT,
+    NOW_UTC,
+    PRIORITY_OF,
+    QUEUE_OF,
+    UNIQUE_KEY_OF,
+    archive_move,
+)
 
 _COLS = JOB_COLUMN_LIST
 # What running a job needs: results and error are always [] and '' in job (results decode = waste).
@@ -81,28 +90,68 @@ _CYCLE_RETRY = f"""
       AND (j.worker_id = %(worker_id)s AND j.status = 'RUNNING') IS TRUE AND j.attempts = r.attempts
     RETURNING j.id
 """
+# New jobs sent as one JSON array (rows of ``json_row``): the next occurrences a cycle inserts,
+# and batches with unique keys.
+_JSON_ROWS = f"""SELECT f.rid, f.options::jsonb, f.task_name, f.parameters::jsonb, f.parameters_keyed::jsonb, f.status,
+           f.scheduled_at, f.schedule_count, decode(f.penc, 'hex'), decode(f.pkenc, 'hex'), {NOW_UTC}, {NOW_UTC}
+    FROM ROWS FROM (json_to_recordset(%(rows)s::json)
+        AS (source_id bigint, rid uuid, options text, task_name text, parameters text, parameters_keyed text,
+            status text, scheduled_at timestamp, schedule_count int, penc text, pkenc text)) WITH ORDINALITY
+        AS f(source_id, rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
+             schedule_count, penc, pkenc, ord)"""
 _CYCLE_FOLLOW_UP = f"""
 ), followed AS (
-    INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, status, scheduled_at,
-                        schedule_count, parameters_encrypted, parameters_keyed_encrypted, created_at, updated_at)
-    SELECT f.rid, f.options::jsonb, f.task_name, f.parameters::jsonb, f.parameters_keyed::jsonb, f.status,
-           f.scheduled_at, f.schedule_count, decode(f.penc, 'hex'), decode(f.pkenc, 'hex'), {NOW_UTC}, {NOW_UTC}
-    FROM json_to_recordset(%(follow_ups)s::json)
-        AS f(source_id bigint, rid uuid, options text, task_name text, parameters text, parameters_keyed text,
-             status text, scheduled_at timestamp, schedule_count int, penc text, pkenc text)
+    {_INSERT_INTO}
+    {_JSON_ROWS.replace("%(rows)s", "%(follow_ups)s")}
     JOIN archived AS a ON a.id = f.source_id AND a.status IN ('SUCCEEDED', 'FAILED')
     RETURNING id
 """
-_CYCLE_CLAIM = f"""
-), picked AS (
-    SELECT id FROM {{job}}
-    WHERE (status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_at <= {NOW_UTC}))
+# Unique keys (queuer_py_job_unique): a job whose key a live job holds is not written; the
+# conflict is decided by the index, so concurrent producers cannot both write one.
+_ON_KEY_CONFLICT = f"ON CONFLICT ({UNIQUE_KEY_OF}) WHERE {UNIQUE_KEY_OF} IS NOT NULL DO NOTHING"
+_INSERT_UNIQUE = f"{_INSERT_INTO}VALUES ({_INSERT_VALUES})\n{_ON_KEY_CONFLICT}\nRETURNING {_COLS}\n"
+_INSERT_ROWS_UNIQUE = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\n{_ON_KEY_CONFLICT}\nRETURNING rid\n"
+_EXPIRED_MOVE = archive_move("'CANCELLED'", "results", "results_encrypted", "'expired'")
+_SELECT_BY_KEYS = f"SELECT {UNIQUE_KEY_OF} AS unique_key, {_COLS} FROM {{job}} WHERE {UNIQUE_KEY_OF} = ANY(%(keys)s::text[])"
+
+# Which jobs a worker may claim (§5.3), as a WHERE on ``job``: due, one of its tasks and
+# next-interval functions.
+_CLAIMABLE = f"""(status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_at <= {NOW_UTC}))
       AND task_name = ANY(%(tasks)s::text[])
       AND (COALESCE(options -> 'schedule' ->> 'next_interval', '') = ''
-           OR options -> 'schedule' ->> 'next_interval' = ANY(%(intervals)s::text[]))
-    ORDER BY created_at, id
+           OR options -> 'schedule' ->> 'next_interval' = ANY(%(intervals)s::text[]))"""
+# Queues no ordinary claim takes from, read by the claim itself (an InitPlan, once per statement):
+# paused ones, and limited ones, whose jobs only the limited claim takes (``QueueStore``), unless
+# %(take_limited)s (that claim itself). Fleet-wide state, so a pause holds from its commit on.
+_BLOCKED = """ARRAY(SELECT name::text FROM {queue_table}
+                  WHERE paused OR (NOT %(take_limited)s AND (concurrency IS NOT NULL OR rate IS NOT NULL)))"""
+# Every queue: highest priority first, then creation order, on queuer_py_job_claim_any.
+_PICK_ANY = f"""
+), picked AS (
+    SELECT id FROM {{job}}
+    WHERE {_CLAIMABLE}
+      AND {QUEUE_OF} <> ALL({_BLOCKED})
+    ORDER BY {PRIORITY_OF} DESC, created_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+"""
+# The worker's queues in their order of precedence, each walked on queuer_py_job_claim_queue; the
+# outer LIMIT stops before a later queue is read (or any of its rows locked) once the earlier
+# ones filled the slots.
+_PICK_LISTED = f"""
+), picked AS (
+    SELECT c.id FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    CROSS JOIN LATERAL (
+        SELECT id FROM {{job}}
+        WHERE {QUEUE_OF} = q.name AND {_CLAIMABLE}
+        ORDER BY {PRIORITY_OF} DESC, created_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE q.name <> ALL({_BLOCKED})
+    LIMIT %(limit)s
+"""
+_CLAIM = f"""
 )
 UPDATE {{job}} AS j
 SET worker_id = %(worker_id)s, worker_rid = %(worker_rid)s, status = 'RUNNING',
@@ -112,9 +161,10 @@ FROM picked WHERE j.id = picked.id
 RETURNING {_CLAIM_COLS}
 """
 
-_CYCLE = _CYCLE_FINISH + _CYCLE_RETRY + _CYCLE_FOLLOW_UP + _CYCLE_CLAIM
-# The common cycle (no retries, no recurring jobs): fewer plan nodes to start for every execution.
-_CYCLE_LEAN = _CYCLE_FINISH + _CYCLE_CLAIM
+
+def _cycle(*parts: str) -> str:
+    return "".join(parts) + _CLAIM
+
 
 # Cancel: the archive move with status CANCELLED, results and error copied from the row (§5.8).
 _CANCEL = f"""
@@ -201,6 +251,21 @@ class FollowUp(NamedTuple):
     job: NewJob
 
 
+class Claim(NamedTuple):
+    """What a cycle claims: up to ``limit`` due jobs of these tasks and next-interval functions,
+    from ``queues`` in that order of precedence (None: every queue, by priority). Queues that are
+    paused are never taken from; limited ones only with ``take_limited`` (the limited claim)."""
+
+    limit: int
+    tasks: list[str]
+    intervals: list[str]
+    queues: list[str] | None = None
+    take_limited: bool = False
+
+
+NOTHING = Claim(0, [], [])
+
+
 class NewJob(NamedTuple):
     """The values of one job insert, already validated and encoded (in the insert's order)."""
 
@@ -215,6 +280,7 @@ class NewJob(NamedTuple):
     parameters_encrypted: bytes = b""
     parameters_keyed_encrypted: bytes = b""
     next_interval: str | None = None  # not a column: for validating the name before the write
+    unique_key: str | None = None  # not a column: decides which insert writes it
 
 
 # Columns written by the COPY of add_jobs, in this order.
@@ -238,15 +304,39 @@ class JobTable:
     """Composed statements for one schema."""
 
     def __init__(self, schema: str) -> None:
-        names = {"job": sql.Identifier(schema, "job"), "job_archive": sql.Identifier(schema, "job_archive")}
+        names = {
+            "job": sql.Identifier(schema, "job"),
+            "job_archive": sql.Identifier(schema, "job_archive"),
+            "queue_table": sql.Identifier(schema, "queuer_py_queue"),
+        }
 
         def compose(template: str, **extra: sql.Composable) -> str:
             return sql.SQL(template).format(**names, **extra).as_string(None)
 
         self.insert = compose(_INSERT)
         self.insert_again = compose(_INSERT_AGAIN)
-        self.cycle = compose(_CYCLE)
-        self.cycle_lean = compose(_CYCLE_LEAN)
+        self.insert_unique = compose(_INSERT_UNIQUE)
+        self.insert_rows_unique = compose(_INSERT_ROWS_UNIQUE)
+        self.select_by_keys = compose(_SELECT_BY_KEYS)
+        # Jobs nobody started before they expired: archived CANCELLED, error "expired".
+        self.expire = compose(
+            "WITH moved AS (DELETE FROM {job} WHERE "
+            f"{EXPIRES_AT_OF} IS NOT NULL AND {EXPIRES_AT_OF} < {NOW_EXPIRY_TEXT} "
+            "AND status IN ('QUEUED', 'SCHEDULED') RETURNING *) "
+            f"INSERT INTO {{job_archive}} ({_COLS}) "
+            f"SELECT {_EXPIRED_MOVE} FROM moved "
+            "RETURNING id"
+        )
+        # The cycle in four shapes: with retries and next occurrences or without (the common
+        # cycle: fewer plan nodes to start for every execution), claiming from every queue or
+        # from a list.
+        full = (_CYCLE_FINISH, _CYCLE_RETRY, _CYCLE_FOLLOW_UP)
+        self.cycle = {
+            (True, False): compose(_cycle(*full, _PICK_ANY)),
+            (False, False): compose(_cycle(_CYCLE_FINISH, _PICK_ANY)),
+            (True, True): compose(_cycle(*full, _PICK_LISTED)),
+            (False, True): compose(_cycle(_CYCLE_FINISH, _PICK_LISTED)),
+        }
         self.cancel = compose(_CANCEL, where=sql.SQL("rid = %s"))
         self.cancel_by_worker = compose(_CANCEL, where=sql.SQL("worker_rid = %s"))
         self.readd = compose(_READD)
@@ -312,9 +402,7 @@ def cycle_params(
     finished: Sequence[Finished],
     requeued: Sequence[Requeued],
     follow_ups: Sequence[FollowUp],
-    claim_limit: int,
-    tasks: list[str],
-    intervals: list[str],
+    claim: Claim,
 ) -> dict[str, Any]:
     """Parameters of ``JobTable.cycle``; batches as JSON (one cheap parameter each)."""
     return {
@@ -327,29 +415,31 @@ def cycle_params(
             ]
         ),
         "requeued": json.dumps([{"id": i, "attempts": a, "due": d.isoformat()} for i, a, d in requeued]),
-        "follow_ups": json.dumps(
-            [
-                {
-                    "source_id": source,
-                    "rid": str(n.rid),
-                    "options": n.options_json,
-                    "task_name": n.task_name,
-                    "parameters": n.parameters_json,
-                    "parameters_keyed": n.parameters_keyed_json,
-                    "status": n.status,
-                    "scheduled_at": n.scheduled_at.isoformat() if n.scheduled_at else None,
-                    "schedule_count": n.schedule_count,
-                    "penc": n.parameters_encrypted.hex(),
-                    "pkenc": n.parameters_keyed_encrypted.hex(),
-                }
-                for source, n in follow_ups
-            ]
-        ),
+        "follow_ups": json.dumps([json_row(n, source) for source, n in follow_ups]),
         "finished_ids": _id_array(f.id for f in finished),
         "requeued_ids": _id_array(r.id for r in requeued),
-        "limit": claim_limit,
-        "tasks": tasks,
-        "intervals": intervals,
+        "limit": claim.limit,
+        "tasks": claim.tasks,
+        "intervals": claim.intervals,
+        "take_limited": claim.take_limited,
+        **({"queues": claim.queues} if claim.queues is not None else {}),
+    }
+
+
+def json_row(new: NewJob, source_id: int | None = None) -> dict[str, Any]:
+    """One new job as a row of ``_JSON_ROWS``."""
+    return {
+        "source_id": source_id,
+        "rid": str(new.rid),
+        "options": new.options_json,
+        "task_name": new.task_name,
+        "parameters": new.parameters_json,
+        "parameters_keyed": new.parameters_keyed_json,
+        "status": new.status,
+        "scheduled_at": new.scheduled_at.isoformat() if new.scheduled_at else None,
+        "schedule_count": new.schedule_count,
+        "penc": new.parameters_encrypted.hex(),
+        "pkenc": new.parameters_keyed_encrypted.hex(),
     }
 
 

@@ -13,13 +13,14 @@ from queuer.sql import load
 
 from .config import DatabaseConfiguration
 from .connect_errors import describe
+from .fragments import EXPIRES_AT_OF, PRIORITY_OF, QUEUE_OF, UNIQUE_KEY_OF
 
 log = logging.getLogger("queuer.schema")
 
 # One advisory lock key for every installer, so concurrent starts do not race on CREATE ... IF NOT EXISTS.
 SCHEMA_LOCK_KEY = zlib.crc32(b"queuer-schema-install")
 TABLES = ("job", "job_archive", "worker", "master")
-OWN_TABLES = ("queuer_py_worker",)  # Python's own, beside Go's
+OWN_TABLES = ("queuer_py_worker", "queuer_py_queue", "queuer_py_queue_start")  # Python's own, beside Go's
 CONNECT_TIMEOUT = 10  # seconds; the first contact with the server, where a user waits
 
 # True when the session's time zone shows UTC wall-clock time both in winter and in summer.
@@ -28,6 +29,16 @@ SELECT (timestamptz '2024-01-15 12:00:00+00' AT TIME ZONE current_setting('TimeZ
    AND (timestamptz '2024-07-15 12:00:00+00' AT TIME ZONE current_setting('TimeZone')) = timestamp '2024-07-15 12:00:00',
        current_setting('TimeZone')
 """
+
+
+def _queues_sql() -> sql.Composed:
+    """sql/queues_v1.sql with the expressions its indexes share with the queries."""
+    return sql.SQL(load("queues_v1")).format(  # type: ignore[arg-type,unused-ignore]
+        queue=sql.SQL(QUEUE_OF),  # type: ignore[arg-type,unused-ignore]
+        priority=sql.SQL(PRIORITY_OF),  # type: ignore[arg-type,unused-ignore]
+        unique_key=sql.SQL(UNIQUE_KEY_OF),  # type: ignore[arg-type,unused-ignore]
+        expires_at=sql.SQL(EXPIRES_AT_OF),  # type: ignore[arg-type,unused-ignore]
+    )
 
 
 async def _existing_tables(conn: psycopg.AsyncConnection[tuple[object, ...]], schema: str) -> set[str]:
@@ -139,6 +150,7 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
             )
             before = await _existing_tables(conn, config.schema)
             await conn.execute(load("schema_v1"), prepare=False)
+            await conn.execute(_queues_sql(), prepare=False)
             created = [t for t in TABLES if t not in before]
             if created:
                 actions.append("created tables " + ", ".join(created))

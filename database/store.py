@@ -17,12 +17,14 @@ from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
 from queuer.model import (
+    BatchResult,
     DecryptionError,
     Job,
     JobNotFoundError,
     JobStatus,
     Master,
     MasterSettings,
+    QueuerError,
     Worker,
     WorkerNotFoundError,
     WorkerStatus,
@@ -35,10 +37,22 @@ from .batch import copy_jobs, copy_jobs_async
 from .config import DatabaseConfiguration
 from .connect_errors import connection_lost
 from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared, prepared_names
-from .job_table import CLAIM_JSON_COLUMNS, Finished, FollowUp, JobTable, NewJob, Requeued, cycle_params
+from .job_table import (
+    CLAIM_JSON_COLUMNS,
+    Claim,
+    Finished,
+    FollowUp,
+    JobTable,
+    NewJob,
+    Requeued,
+    cycle_params,
+    json_row,
+)
 from .master_store import MasterStore
 from .master_table import MasterTable
 from .pool import PoolType, UnreadableJson, connection_kwargs, make_pool, read_json_tolerantly
+from .queue_store import QueueStore
+from .queue_table import QueueTable
 from .worker_table import WorkerTable
 
 log = logging.getLogger("queuer.store")
@@ -89,14 +103,21 @@ class Store:
         self.workers = WorkerTable(config.schema)
         self.masters = MasterTable(config.schema)
         self.master = MasterStore(self.masters, self.execute, self.pool)
+        self.queues = QueueStore(
+            QueueTable(config.schema), self.jobs, self.execute, self.pool, self._claimed_job
+        )
         self.codec = codec
         self.encrypt_parameters = encrypt_parameters and codec is not None
         self._pool_size = pool_size
         self._sync_pool: ConnectionPool[Connection[DictRow]] | None = None
         self._sync_lock = threading.Lock()
         self._cycle: DirectConnection | None = None
-        self._cycle_full = DirectStatement("queuer_cycle", self.jobs.cycle)
-        self._cycle_lean = DirectStatement("queuer_cycle_lean", self.jobs.cycle_lean)
+        self._cycle_statements = {
+            (full, listed): DirectStatement(
+                f"queuer_cycle{'' if full else '_lean'}{'_listed' if listed else ''}", text
+            )
+            for (full, listed), text in self.jobs.cycle.items()
+        }
         self._insert = DirectStatement("queuer_insert", self.jobs.insert)
 
     def sync_connection(self) -> AbstractContextManager[Connection[DictRow]]:
@@ -203,6 +224,8 @@ class Store:
     def insert_job_blocking(self, conn: Connection[DictRow], new: NewJob) -> Job:
         """``add_job`` on a connection of the sync pool: the insert on libpq directly, one round trip
         and less client CPU than psycopg's execute (see ``queuer.database.direct``)."""
+        if new.unique_key:
+            return self.insert_job_on(conn.cursor(), new)
         rows = fetch_blocking(conn, self._insert, new._asdict(), prepare=not self.config.behind_pooler)
         return self.job_from_row(rows[0])
 
@@ -210,6 +233,8 @@ class Store:
         """``add_job_async`` on a pooled connection, the same way on the loop. Cancelled while its
         statement is in flight, the server is asked to cancel it and the pool closes the busy
         connection."""
+        if new.unique_key:
+            return await self.insert_job_on_async(conn.cursor(), new)
         direct = DirectConnection(conn, prepare=not self.config.behind_pooler)
         try:
             rows = await direct.fetch(self._insert, new._asdict())
@@ -261,13 +286,11 @@ class Store:
         finished: Sequence[Finished],
         requeued: Sequence[Requeued],
         follow_ups: Sequence[FollowUp],
-        claim_limit: int,
-        tasks: list[str],
-        intervals: list[str],
+        claim: Claim,
     ) -> list[Job]:
         """One worker cycle as one statement (one round trip, one commit): archive the finished
-        jobs, requeue the retried, insert next occurrences of recurring jobs, and claim up to
-        ``claim_limit`` new ones, which it returns.
+        jobs, requeue the retried, insert next occurrences of recurring jobs, and claim new ones
+        as ``claim`` says, which it returns.
 
         Finished rows leave ``job`` in the commit that marks their replacements RUNNING, so no
         committed state ever shows more RUNNING rows for this worker than its slots.
@@ -278,9 +301,7 @@ class Store:
             finished,
             [r._replace(due=naive_utc(r.due)) for r in requeued],
             [f._replace(job=self.seal(f.job)) for f in follow_ups],
-            claim_limit,
-            tasks,
-            intervals,
+            claim,
         )
         # The cycle keeps one pooled connection checked out: taking and returning it each time
         # cost more client time than decoding the claimed rows. After an error (or a cancel) it
@@ -291,7 +312,7 @@ class Store:
             )
         try:
             rows = await self._cycle.fetch(
-                self._cycle_full if requeued or follow_ups else self._cycle_lean, params
+                self._cycle_statements[bool(requeued or follow_ups), claim.queues is not None], params
             )
         except BaseException:  # an error, or cancelled mid-statement: its state is unknown
             await self._release_cycle_connection()
@@ -411,20 +432,77 @@ class Store:
         """A page of the jobs in ``job`` claimed by one worker."""
         return await self.page(self.jobs.page_by_worker, last_id, entries, worker_rid=worker_rid)
 
-    # Writes on the caller's own connection or cursor (transactional enqueue).
+    # Writes on the caller's own connection or cursor (transactional enqueue), and of jobs with a
+    # unique key. Such a job is written only while no live job holds its key (the index decides,
+    # under any concurrency); otherwise the live job is returned, marked ``duplicate``. A holder
+    # that ends between the two statements is the one race: the insert is tried again.
     def insert_job_on(self, cur: psycopg.Cursor[Any], new: NewJob) -> Job:
-        cur.execute(self.jobs.insert, new._asdict())
-        return self.job_from_row(_row_dict(cur, cur.fetchone()))
+        for _ in range(UNIQUE_TRIES):
+            cur.execute(self.jobs.insert_unique if new.unique_key else self.jobs.insert, new._asdict())
+            row = cur.fetchone()
+            if row is not None:
+                return self.job_from_row(_row_dict(cur, row))
+            cur.execute(self.jobs.select_by_keys, {"keys": [new.unique_key]})
+            row = cur.fetchone()
+            if row is not None:
+                return self._duplicate(_row_dict(cur, row))
+        raise QueuerError(f"unique key {new.unique_key!r}: its holder kept changing; try again")
 
     async def insert_job_on_async(self, cur: psycopg.AsyncCursor[Any], new: NewJob) -> Job:
-        await cur.execute(self.jobs.insert, new._asdict())
-        return self.job_from_row(_row_dict(cur, await cur.fetchone()))
+        for _ in range(UNIQUE_TRIES):
+            await cur.execute(self.jobs.insert_unique if new.unique_key else self.jobs.insert, new._asdict())
+            row = await cur.fetchone()
+            if row is not None:
+                return self.job_from_row(_row_dict(cur, row))
+            await cur.execute(self.jobs.select_by_keys, {"keys": [new.unique_key]})
+            row = await cur.fetchone()
+            if row is not None:
+                return self._duplicate(_row_dict(cur, row))
+        raise QueuerError(f"unique key {new.unique_key!r}: its holder kept changing; try again")
 
-    def copy_jobs_on(self, cur: psycopg.Cursor[Any], news: list[NewJob]) -> None:
-        copy_jobs(cur, self.jobs.copy, news)
+    def _duplicate(self, row: dict[str, Any]) -> Job:
+        row.pop("unique_key", None)
+        job = self.job_from_row(row)
+        job.duplicate = True
+        return job
 
-    async def copy_jobs_on_async(self, cur: psycopg.AsyncCursor[Any], news: list[NewJob]) -> None:
-        await copy_jobs_async(cur, self.jobs.copy, news)
+    def copy_jobs_on(self, cur: psycopg.Cursor[Any], news: list[NewJob]) -> BatchResult:
+        if not any(n.unique_key for n in news):
+            copy_jobs(cur, self.jobs.copy, news)
+            return BatchResult([n.rid for n in news])
+        rids: dict[int, UUID] = {}
+        for _ in range(UNIQUE_TRIES):
+            todo = [i for i in range(len(news)) if i not in rids]
+            if not todo:
+                break
+            cur.execute(self.jobs.insert_rows_unique, {"rows": _json_rows(news, todo)})
+            inserted = {r[0] if isinstance(r, tuple) else r["rid"] for r in cur.fetchall()}
+            cur.execute(self.jobs.select_by_keys, {"keys": [news[i].unique_key for i in todo]})
+            holders = {_row_dict(cur, r)["unique_key"]: _row_dict(cur, r)["rid"] for r in cur.fetchall()}
+            _settle(news, todo, inserted, holders, rids)
+        return _batch_result(news, rids)
+
+    async def copy_jobs_on_async(self, cur: psycopg.AsyncCursor[Any], news: list[NewJob]) -> BatchResult:
+        if not any(n.unique_key for n in news):
+            await copy_jobs_async(cur, self.jobs.copy, news)
+            return BatchResult([n.rid for n in news])
+        rids: dict[int, UUID] = {}
+        for _ in range(UNIQUE_TRIES):
+            todo = [i for i in range(len(news)) if i not in rids]
+            if not todo:
+                break
+            await cur.execute(self.jobs.insert_rows_unique, {"rows": _json_rows(news, todo)})
+            inserted = {r[0] if isinstance(r, tuple) else r["rid"] for r in await cur.fetchall()}
+            await cur.execute(self.jobs.select_by_keys, {"keys": [news[i].unique_key for i in todo]})
+            holders = {
+                _row_dict(cur, r)["unique_key"]: _row_dict(cur, r)["rid"] for r in await cur.fetchall()
+            }
+            _settle(news, todo, inserted, holders, rids)
+        return _batch_result(news, rids)
+
+    async def expire_jobs(self) -> int:
+        """Archive CANCELLED ("expired") the queued and scheduled jobs whose expiry passed."""
+        return len(await self.execute(self.jobs.expire, ()))
 
     def unknown_names_on(
         self, cur: psycopg.Cursor[Any], tasks: list[str], intervals: list[str]
@@ -598,6 +676,33 @@ class Store:
             settings=MasterSettings.from_json(row["settings"]),
             updated_at=utc_or_none(row["updated_at"]),
         )
+
+
+UNIQUE_TRIES = 5
+
+
+def _json_rows(news: list[NewJob], indexes: list[int]) -> str:
+    return json.dumps([json_row(news[i]) for i in indexes])
+
+
+def _settle(
+    news: list[NewJob], todo: list[int], inserted: set[UUID], holders: dict[str, UUID], rids: dict[int, UUID]
+) -> None:
+    """After one round of a unique batch: each item was written, or a live job holds its key (an
+    earlier item of the batch, or another), or its holder ended meanwhile (tried again)."""
+    for i in todo:
+        if news[i].rid in inserted:
+            rids[i] = news[i].rid
+        elif news[i].unique_key in holders:
+            rids[i] = holders[news[i].unique_key]  # type: ignore[index]
+
+
+def _batch_result(news: list[NewJob], rids: dict[int, UUID]) -> BatchResult:
+    if len(rids) < len(news):
+        raise QueuerError("a unique key's holder kept changing during add_jobs; try again")
+    return BatchResult(
+        [rids[i] for i in range(len(news))], [i for i in range(len(news)) if rids[i] != news[i].rid]
+    )
 
 
 def _json_text(text: str | None) -> Any:

@@ -19,6 +19,7 @@ from .factories import new_job, new_options, new_worker, new_worker_with_options
 from .job import (
     JOB_COLUMNS,
     BatchJob,
+    BatchResult,
     Job,
     JobEvent,
     JobStatus,
@@ -27,11 +28,14 @@ from .job import (
     uuid7_batch,
 )
 from .options import OnError, Options, RetryBackoff, Schedule, may_run_again, validate_name
+from .queues import DEFAULT_QUEUE, QueueInfo, QueueLimits, validate_queue_name, validate_queue_names
 from .worker import Master, MasterSettings, Worker, WorkerStatus
 
 __all__ = [
+    "DEFAULT_QUEUE",
     "JOB_COLUMNS",
     "BatchJob",
+    "BatchResult",
     "ConfigurationError",
     "DatabaseConnectionError",
     "DecryptionError",
@@ -45,6 +49,8 @@ __all__ = [
     "NotSerializableError",
     "OnError",
     "Options",
+    "QueueInfo",
+    "QueueLimits",
     "QueuerError",
     "QueuerStateError",
     "RetryBackoff",
@@ -65,4 +71,6 @@ __all__ = [
     "uuid7",
     "uuid7_batch",
     "validate_name",
+    "validate_queue_name",
+    "validate_queue_names",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID, SafeUUID
 
 from .options import Options
+from .queues import DEFAULT_QUEUE
 
 
 class JobStatus(StrEnum):
@@ -78,6 +79,17 @@ class Job:
     error: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Not a column: True when add_job found a job with the same unique key and wrote nothing;
+    # this record is then that existing job.
+    duplicate: bool = False
+
+    @property
+    def queue(self) -> str:
+        return self.options.queue if self.options is not None else DEFAULT_QUEUE
+
+    @property
+    def priority(self) -> int:
+        return self.options.priority if self.options is not None else 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -123,6 +135,16 @@ class BatchJob:
     parameters: Sequence[Any] = ()
     parameters_keyed: Mapping[str, Any] = field(default_factory=dict)
     options: Options | None = None
+
+
+class BatchResult(list[UUID]):
+    """What ``add_jobs`` returns: the rids in input order, and in ``duplicates`` the indexes of the
+    items that were not written because a job with their unique key exists (whose rid is listed
+    in their place)."""
+
+    def __init__(self, rids: Sequence[UUID] = (), duplicates: Sequence[int] = ()) -> None:
+        super().__init__(rids)
+        self.duplicates: list[int] = list(duplicates)
 
 
 def results_of(value: Any) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -19,6 +20,14 @@ from .jsoncodec import (
     rfc3339_to_time,
     text_problem,
     time_to_rfc3339,
+)
+from .queues import (
+    DEFAULT_QUEUE,
+    METADATA_KEY,
+    expiry_text,
+    validate_priority,
+    validate_queue_name,
+    validate_unique_key,
 )
 
 MAX_NAME_LENGTH = 100
@@ -226,13 +235,22 @@ class Schedule(QueuerPyNames):
 
 @dataclass(frozen=True)
 class Options(QueuerPyNames):
-    """Per-job options. Unknown keys that another writer stored are kept in ``extra`` and written back."""
+    """Per-job options. Unknown keys that another writer stored are kept in ``extra`` and written back.
+
+    ``queue``, ``priority``, ``unique_key`` and ``expires_at`` are Python's own: they are stored
+    under ``options.metadata.queuer_py`` (Go keeps them and ignores them), so ``metadata`` holds
+    only the caller's own entries.
+    """
 
     on_error: OnError | None = None
     schedule: Schedule | None = None
     metadata: dict[str, Any] | None = None
     parent_rid: UUID | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    unique_key: str | None = None
+    expires_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.on_error is not None and not isinstance(self.on_error, OnError):
@@ -241,8 +259,37 @@ class Options(QueuerPyNames):
             raise ValidationError("options.schedule must be a Schedule")
         if self.metadata is not None and not isinstance(self.metadata, dict):
             raise ValidationError("options.metadata must be a dict")
+        if self.metadata and METADATA_KEY in self.metadata:
+            raise ValidationError(
+                f"options.metadata[{METADATA_KEY!r}] is queuer's own: use queue=, priority=, "
+                "unique_key= and expires_at= instead"
+            )
         if self.parent_rid is not None and not isinstance(self.parent_rid, UUID):
             raise ValidationError("options.parent_rid must be a UUID")
+        validate_queue_name(self.queue)
+        validate_priority(self.priority)
+        if self.unique_key is not None:
+            validate_unique_key(self.unique_key)
+        if self.expires_at is not None:
+            if not isinstance(self.expires_at, datetime):
+                raise ValidationError(f"expires_at must be a datetime, got {type(self.expires_at).__name__}")
+            object.__setattr__(self, "expires_at", as_utc(self.expires_at))
+
+    def check_new(self, now: datetime) -> None:
+        """What only a job about to be written must satisfy (a stored job may well have expired)."""
+        if self.expires_at is None:
+            return
+        if self.expires_at <= now:
+            raise ValidationError(f"expires_at {self.expires_at.isoformat()} is in the past")
+        if (
+            self.schedule is not None
+            and self.schedule.max_count <= 1
+            and self.expires_at <= self.schedule.start
+        ):
+            raise ValidationError(
+                f"expires_at {self.expires_at.isoformat()} is not after the schedule's start "
+                f"{self.schedule.start.isoformat()}: the job could never run"
+            )
 
     def with_defaults(self, on_error: OnError | None, parent_rid: UUID | None) -> Options:
         """Fill in the enqueuing worker's default on_error and the running job's rid (as Go does)."""
@@ -253,14 +300,28 @@ class Options(QueuerPyNames):
             updates["parent_rid"] = parent_rid
         return replace(self, **updates) if updates else self
 
+    def routing_json(self) -> dict[str, Any]:
+        """The ``metadata.queuer_py`` object: only what differs from the defaults."""
+        data: dict[str, Any] = {}
+        if self.queue != DEFAULT_QUEUE:
+            data["queue"] = self.queue
+        if self.priority:
+            data["priority"] = self.priority
+        if self.unique_key is not None:
+            data["unique_key"] = self.unique_key
+        if self.expires_at is not None:
+            data["expires_at"] = expiry_text(self.expires_at)
+        return data
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.extra)
         if self.on_error is not None:
             data["on_error"] = self.on_error.to_json()
         if self.schedule is not None:
             data["schedule"] = self.schedule.to_json()
-        if self.metadata:
-            data["metadata"] = self.metadata
+        routing = self.routing_json()
+        if self.metadata or routing:
+            data["metadata"] = {**(self.metadata or {}), **({METADATA_KEY: routing} if routing else {})}
         if self.parent_rid is not None:
             data["parent_rid"] = str(self.parent_rid)
         return data
@@ -271,19 +332,39 @@ class Options(QueuerPyNames):
 
     @classmethod
     def from_json(cls, data: Any) -> Options | None:
-        """Read SQL NULL or ``{}`` (both: no options, None) or a full object."""
+        """Read SQL NULL or ``{}`` (both: no options, None) or a full object. Routing values that
+        are not what Python writes (another program's) read as the defaults."""
         if not isinstance(data, dict) or not data:
             return None
         known = {"on_error", "schedule", "metadata", "parent_rid"}
         parent = data.get("parent_rid")
         metadata = data.get("metadata")
+        metadata = dict(metadata) if isinstance(metadata, dict) else None
+        routing = metadata.pop(METADATA_KEY, None) if metadata is not None else None
         return cls(
             on_error=OnError.from_json(data.get("on_error")),
             schedule=Schedule.from_json(data.get("schedule")),
-            metadata=metadata if isinstance(metadata, dict) else None,
+            metadata=metadata or None,
             parent_rid=UUID(parent) if parent else None,
             extra={k: v for k, v in data.items() if k not in known},
+            **_routing_from_json(routing),
         )
+
+
+def _routing_from_json(routing: Any) -> dict[str, Any]:
+    if not isinstance(routing, dict):
+        return {}
+    values: dict[str, Any] = {}
+    for key, check in (
+        ("queue", validate_queue_name),
+        ("priority", validate_priority),
+        ("unique_key", validate_unique_key),
+        ("expires_at", rfc3339_to_time),
+    ):
+        if key in routing:
+            with contextlib.suppress(ValidationError, TypeError):
+                values[key] = check(routing[key])
+    return values
 
 
 def may_run_again(on_error: OnError | None, attempts: int) -> bool:

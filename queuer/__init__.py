@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _MODEL = (
-    "BatchJob Job JobEvent JobStatus Master MasterSettings OnError Options RetryBackoff Schedule Worker "
+    "BatchJob BatchResult QueueInfo QueueLimits Job JobEvent JobStatus Master MasterSettings OnError Options RetryBackoff Schedule Worker "
     "WorkerStatus new_job new_options new_worker new_worker_with_options ConfigurationError "
     "DatabaseConnectionError DecryptionError DuplicateTaskError JobNotFoundError NotSerializableError "
     "QueuerError QueuerStateError SchemaMissingError UnknownTaskError ValidationError WaitTimeoutError WorkerNotFoundError"
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from queuer.database.config import DatabaseConfiguration
     from queuer.model import (
         BatchJob,
+        BatchResult,
         ConfigurationError,
         DatabaseConnectionError,
         DecryptionError,
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
         NotSerializableError,
         OnError,
         Options,
+        QueueInfo,
+        QueueLimits,
         QueuerError,
         QueuerStateError,
         RetryBackoff,
@@ -84,6 +87,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchJob",
+    "BatchResult",
     "Client",
     "ConfigurationError",
     "DatabaseConfiguration",
@@ -99,6 +103,8 @@ __all__ = [
     "NotSerializableError",
     "OnError",
     "Options",
+    "QueueInfo",
+    "QueueLimits",
     "Queuer",
     "QueuerError",
     "QueuerStateError",

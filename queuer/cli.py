@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 from uuid import UUID
@@ -200,6 +200,53 @@ def cmd_stop(args: argparse.Namespace) -> int:
     )
 
 
+QUEUE_COLUMNS = (
+    "name",
+    "queued",
+    "scheduled",
+    "running",
+    "paused",
+    "concurrency",
+    "rate",
+    "per_seconds",
+    "oldest_queued_seconds",
+)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    """``queue list``, ``queue pause|resume NAME``, ``queue limit NAME [--concurrency] [--rate --per]``."""
+    if args.action == "list":
+        return _run(args, lambda c: [q.to_json() for q in c.get_queues()], QUEUE_COLUMNS)
+    if not args.name:
+        raise QueuerError(f"queue {args.action} needs the queue's NAME")
+    if args.action in ("pause", "resume"):
+        paused = args.action == "pause"
+        return _confirm(
+            args,
+            lambda c: c.pause_queue(args.name) if paused else c.resume_queue(args.name),
+            lambda _: f"queue {args.name} {'paused: its jobs stay queued' if paused else 'resumed'}",
+        )
+    per = timedelta(seconds=args.per)
+    return _confirm(
+        args,
+        lambda c: c.set_queue_limits(args.name, concurrency=args.concurrency, rate=args.rate, per=per),
+        lambda limits: (
+            f"queue {args.name}: "
+            + (
+                ", ".join(
+                    part
+                    for part in (
+                        f"at most {limits.concurrency} running" if limits.concurrency is not None else "",
+                        f"at most {limits.rate} starts per {args.per:g}s" if limits.rate is not None else "",
+                    )
+                    if part
+                )
+                or "no limits"
+            )
+        ),
+    )
+
+
 def cmd_readd(args: argparse.Namespace) -> int:
     return _run(args, lambda c: c.readd_job_from_archive(args.rid))
 
@@ -262,6 +309,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise
     if args.name or args.concurrency:
         q.update_worker(name=args.name, max_concurrency=args.concurrency)
+    if args.queues:
+        q.set_queues(args.queues)
     stopping = threading.Event()
 
     def on_signal(signum: int, _: Any) -> None:
@@ -340,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--master", action="store_true", help=argparse.SUPPRESS
     )  # the default now; kept for scripts
+    p.add_argument("--queues", help="queues to consume, in order of precedence (default: every queue)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get at stop")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_worker)
@@ -382,6 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rid", type=_rid)
     p.add_argument("--graceful", action="store_true", help="finish running jobs first (STOPPING)")
     p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("queue", parents=[common], help="list queues; pause, resume or limit one")
+    p.add_argument("action", choices=("list", "pause", "resume", "limit"))
+    p.add_argument("name", nargs="?", help="the queue (pause, resume, limit)")
+    p.add_argument("--concurrency", type=int, help="limit: at most this many RUNNING at once (fleet-wide)")
+    p.add_argument("--rate", type=int, help="limit: at most this many starts per --per seconds")
+    p.add_argument("--per", type=float, default=1.0, help="limit: the rate's period in seconds (default 1)")
+    p.set_defaults(func=cmd_queue)
 
     p = sub.add_parser("readd", parents=[common], help="enqueue an archived job again (new rid)")
     p.add_argument("rid", type=_rid)

@@ -30,6 +30,7 @@ from queuer.database.schema import schema_installed
 from queuer.database.store import Refresh, Store
 from queuer.model import (
     BatchJob,
+    BatchResult,
     Job,
     JobEvent,
     JobStatus,
@@ -47,6 +48,7 @@ from queuer.model.jsoncodec import as_rid, require_int
 
 from .enqueue import JobBuilder
 from .loop import LoopThread
+from .queues import QueueOperations
 from .subscribers import EventCallback, Kind, Subscribers
 from .tasks import TaskRef, TaskRegistry
 from .twins import blocking
@@ -80,7 +82,7 @@ def open_clients() -> list[Client]:
     return list(_open_clients)
 
 
-class Client:
+class Client(QueueOperations):
     """A connection to one queuer database for producers: enqueue, read, wait, cancel, listen.
 
     It never registers a worker, so web apps, scripts and admin tools can use it freely. Build it
@@ -332,22 +334,24 @@ class Client:
             log.warning("add_job: connection lost (%s); sending job %s again", _first_line(exc), new.rid)
             return await self._store.insert_job_again(new)
 
-    def add_jobs(self, batch: Sequence[BatchJob]) -> list[UUID]:
+    def add_jobs(self, batch: Sequence[BatchJob]) -> BatchResult:
         """Enqueue many jobs with one binary COPY; returns their rids in input order.
 
         Every item is validated before anything is sent: one bad item raises and nothing is written.
+        Items with a unique key that a live job holds are not written: the result lists that job's
+        rid in their place and their indexes in ``duplicates``.
         """
         news = self._new_jobs(batch)
         with self._store.sync_connection() as conn:  # autocommit: the COPY is one statement
-            self._copy_sync(conn, news)
+            result = self._copy_sync(conn, news)
         self._after_batch(len(news))
-        return [n.rid for n in news]
+        return result
 
-    async def add_jobs_async(self, batch: Sequence[BatchJob]) -> list[UUID]:
+    async def add_jobs_async(self, batch: Sequence[BatchJob]) -> BatchResult:
         news = self._new_jobs(batch)
-        await self._loop.call_async(self._on_pooled(self._copy_async, news))
+        result = await self._loop.call_async(self._on_pooled(self._copy_async, news))
         self._after_batch(len(news))
-        return [n.rid for n in news]
+        return result
 
     def _after_batch(self, count: int) -> None:
         if count >= ANALYZE_AFTER and not self._loop.loop.is_closed():
@@ -403,16 +407,12 @@ class Client:
     ) -> Job:
         return await self._insert_async(conn, self._new_job(options, task, args, kwargs))
 
-    def add_jobs_tx(self, conn: SyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
+    def add_jobs_tx(self, conn: SyncConn, batch: Sequence[BatchJob]) -> BatchResult:
         """``add_jobs`` inside the caller's transaction."""
-        news = self._new_jobs(batch)
-        self._copy_sync(conn, news)
-        return [n.rid for n in news]
+        return self._copy_sync(conn, self._new_jobs(batch))
 
-    async def add_jobs_tx_async(self, conn: AsyncConn, batch: Sequence[BatchJob]) -> list[UUID]:
-        news = self._new_jobs(batch)
-        await self._copy_async(conn, news)
-        return [n.rid for n in news]
+    async def add_jobs_tx_async(self, conn: AsyncConn, batch: Sequence[BatchJob]) -> BatchResult:
+        return await self._copy_async(conn, self._new_jobs(batch))
 
     def _insert_sync(self, conn: SyncConn, new: NewJob) -> Job:
         self._loop.refuse_blocking()
@@ -431,16 +431,16 @@ class Client:
         await self._check_names_async(conn.cursor(), [new])
         return await self._store.insert_job(conn, new)
 
-    def _copy_sync(self, conn: SyncConn, news: list[NewJob]) -> None:
+    def _copy_sync(self, conn: SyncConn, news: list[NewJob]) -> BatchResult:
         self._loop.refuse_blocking()
         cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
         self._check_names_sync(cur, news)
-        self._store.copy_jobs_on(cur, news)
+        return self._store.copy_jobs_on(cur, news)
 
-    async def _copy_async(self, conn: AsyncConn, news: list[NewJob]) -> None:
+    async def _copy_async(self, conn: AsyncConn, news: list[NewJob]) -> BatchResult:
         cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
         await self._check_names_async(cur, news)
-        await self._store.copy_jobs_on_async(cur, news)
+        return await self._store.copy_jobs_on_async(cur, news)
 
     async def _on_pooled(
         self, write: Callable[[psycopg.AsyncConnection[Any], Any], Coroutine[Any, Any, T]], arg: Any

@@ -20,6 +20,7 @@ import psycopg
 
 from queuer.database import DatabaseConfiguration
 from queuer.database.listener import parse_payload
+from queuer.database.queue_table import CHANNEL as QUEUE_CHANNEL
 from queuer.database.store import Refresh
 from queuer.model import (
     JobStatus,
@@ -30,6 +31,7 @@ from queuer.model import (
     Worker,
     WorkerStatus,
     validate_name,
+    validate_queue_names,
 )
 from queuer.model.jsoncodec import dumps
 
@@ -78,8 +80,10 @@ class Queuer(Client):
         process_tasks: bool = False,
         encrypt_parameters: bool = False,
         old_encryption_keys: Sequence[str] = (),
+        queues: Sequence[str] | None = None,
     ) -> None:
         validate_name("worker", name)
+        self.queues = validate_queue_names(queues)
         _check_concurrency(max_concurrency)
         if len(on_error) > 1 or any(not isinstance(o, OnError) for o in on_error):
             raise ValidationError("pass at most one OnError as the worker's default")
@@ -219,6 +223,13 @@ class Queuer(Client):
         return self.worker
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def set_queues(self, queues: Sequence[str] | str | None) -> None:
+        """Consume these queues, in this order of precedence (None: every queue); before ``start``.
+        A comma-separated string is read as a list."""
+        if self._runtime is not None:
+            raise QueuerStateError("set_queues must be called before start()")
+        self.queues = validate_queue_names(queues)
+
     def start(self, master_settings: MasterSettings | None = None, *, master: bool = True) -> None:
         """Start claiming and running jobs; returns once listener, poller and heartbeat run.
 
@@ -263,8 +274,10 @@ class Queuer(Client):
             self.settings,
             self._on_stop_request,
             self._on_saturation,
+            self.queues,
         )
         self._runtime.start()
+        self._update_channels()
         if master:
             settings = master_settings or MasterSettings()
             self._master = MasterRole(self._store, self.worker.id, self.worker.rid, settings)
@@ -376,14 +389,20 @@ class Queuer(Client):
         again is followed by a claim and by the checks of a reconnect."""
         if self._runtime is None:
             return {"job", "job_archive"}
-        return self._runtime.saturation.channels(
+        return {QUEUE_CHANNEL} | self._runtime.saturation.channels(
             insert_or_update_listeners=self._subscribers.wants_job_channel,
-            archive_listeners=self._subscribers.wants_archive_channel,
+            archive_listeners=self._subscribers.wants_archive_channel or self._runtime.waiting_for_room,
         )
 
     def _on_notify(self, channel: str, payload: str) -> None:
         """Act on a notification, decoding it only when someone needs its rid or status: at
         thousands of jobs a second most are RUNNING/SUCCEEDED echoes of our own work."""
+        if channel == QUEUE_CHANNEL:
+            if self._runtime is not None:
+                self._runtime.queues_changed()
+            return
+        if channel == "job_archive" and self._runtime is not None and self._runtime.waiting_for_room:
+            self._runtime.wake.set()  # a job ended: maybe one of a queue at its concurrency
         if channel == "job" and self._runtime is not None:
             scheduled = '"SCHEDULED"' in payload
             if scheduled or '"QUEUED"' in payload:

@@ -7,6 +7,7 @@ process is registered by some worker in the database (one query the first time a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -135,13 +136,16 @@ class JobBuilder:
         parent: UUID | None,
     ) -> NewJob:
         schedule = None
+        unique_key = None
         if options is None and parent is None:
             options_json = self.default_options_json
         else:
             if options is not None and not isinstance(options, Options):
                 raise ValidationError(f"options must be an Options, got {type(options).__name__}")
             opts = (options or Options()).with_defaults(self.default_on_error, parent)
+            opts.check_new(datetime.now(UTC))
             schedule = opts.schedule
+            unique_key = opts.unique_key
             options_json = dumps(opts.to_json(), "options")
         if kwargs and any(type(k) is not str for k in kwargs):
             raise ValidationError("keyword parameter names must be strings")
@@ -154,5 +158,6 @@ class JobBuilder:
             status=JobStatus.SCHEDULED.value if schedule else JobStatus.QUEUED.value,
             scheduled_at=naive_utc(schedule.start) if schedule else None,
             next_interval=schedule.next_interval if schedule else None,
+            unique_key=unique_key,
         )
         return self.store.seal(new)

@@ -94,6 +94,9 @@ class MasterRole:
                 failed,
             )
         await self.master.delete_stopped_workers(s.worker_delete_threshold)
+        expired = await self.store.expire_jobs()
+        if expired:
+            log.info("expiry: %d job(s) not started in time archived CANCELLED", expired)
         # A producer's big batch: autovacuum may come minutes later.
         await self.store.refresh_statistics("many_changes")
         if s.retention_archive > timedelta(0) and not self._hypertable:

@@ -25,10 +25,11 @@ from uuid import UUID
 
 import psycopg
 
-from queuer.database.job_table import Finished, FollowUp, Requeued
+from queuer.database.job_table import NOTHING, Claim, Finished, FollowUp, Requeued
 from queuer.database.store import Store
 from queuer.model import Job, JobStatus, OnError, WorkerStatus
 
+from .claims import QueuePlan, Segment
 from .loop import reraise_if_cancelled
 from .runner import Outcome, run_job
 from .saturation import Saturation
@@ -76,6 +77,7 @@ class Runtime:
         settings: RuntimeSettings,
         on_stop_request: Callable[[WorkerStatus], None],
         on_saturation: Callable[[], None],
+        queues: list[str] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -100,6 +102,10 @@ class Runtime:
         # Whether the earliest due time may have changed since the timer was armed: only something
         # becoming SCHEDULED (a notification says so), the timer, a poll tick or a reconnect can.
         self._schedule_changed = True
+        self.plan = QueuePlan(queues)
+        self._rate_timer: asyncio.TimerHandle | None = None
+        # A limited queue of ours is at its concurrency: a job ending anywhere may make room.
+        self.waiting_for_room = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -137,8 +143,9 @@ class Runtime:
         those still running back in the queue, same row and rid, for another worker.
         """
         self._claiming = False
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._rate_timer):
+            if timer is not None:
+                timer.cancel()
         self.saturation.end()
         await self.flush_all()  # a claim in flight lands in self.running before we look at it
         if cancel_running:
@@ -232,6 +239,53 @@ class Runtime:
                 return
 
     async def _write(self, batch: list[Outcome], claim_limit: int) -> list[Job]:
+        """Write the ended jobs and claim up to ``claim_limit`` new ones: the first claim shares
+        the cycle's statement, a limited queue's claim is a transaction of its own."""
+        if self.plan.stale and claim_limit > 0:
+            try:
+                self.plan.update(await self.store.queues.settings())
+            except psycopg.Error as exc:  # the plain claim is safe without them
+                reraise_if_cancelled()
+                log.warning("reading the queues' settings failed: %s", exc)
+        segments = self.plan.segments() if claim_limit > 0 else [Segment(self.plan.queues)]
+        first = segments[0]
+        claimed = await self._write_and_claim(batch, 0 if first.limited else claim_limit, first.queues)
+        self.waiting_for_room = False
+        wake_in: float | None = None
+        for segment in segments if first.limited else segments[1:]:
+            room = claim_limit - len(claimed)
+            if room <= 0:
+                break
+            claim = Claim(room, list(self.registry.tasks), list(self.registry.next_intervals), segment.queues)
+            if not segment.limited:
+                claimed += await self.store.cycle(self.worker_id, self.worker_rid, [], [], [], claim)
+                continue
+            assert segment.queues is not None
+            got = await self.store.queues.claim_limited(
+                self.worker_id, self.worker_rid, segment.queues[0], claim
+            )
+            claimed += got.jobs
+            self.waiting_for_room = self.waiting_for_room or got.full
+            if got.wake_in is not None:
+                wake_in = got.wake_in if wake_in is None else min(wake_in, got.wake_in)
+        if wake_in is not None:
+            self._arm_rate_timer(wake_in)
+        return claimed
+
+    def _arm_rate_timer(self, seconds: float) -> None:
+        """Sleep until the earliest moment a rate-limited queue allows a start (no polling)."""
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+        self._rate_timer = asyncio.get_running_loop().call_later(max(seconds, 0.001), self.wake.set)
+
+    def queues_changed(self) -> None:
+        """A queue was paused, resumed or limited somewhere: read the settings again, claim."""
+        self.plan.stale = True
+        self.wake.set()
+
+    async def _write_and_claim(
+        self, batch: list[Outcome], claim_limit: int, queues: list[str] | None
+    ) -> list[Job]:
         finished: list[Finished] = []
         retried: list[Requeued] = []
         follow_ups: list[FollowUp] = []
@@ -255,16 +309,8 @@ class Runtime:
             finished.append(Finished(o.job.id, o.job.attempts, o.status.value, results, encrypted, o.error))
             if new is not None:
                 follow_ups.append(FollowUp(o.job.id, new))
-        return await self.store.cycle(
-            self.worker_id,
-            self.worker_rid,
-            finished,
-            retried,
-            follow_ups,
-            claim_limit,
-            list(self.registry.tasks),
-            list(self.registry.next_intervals),
-        )
+        claim = Claim(claim_limit, list(self.registry.tasks), list(self.registry.next_intervals), queues)
+        return await self.store.cycle(self.worker_id, self.worker_rid, finished, retried, follow_ups, claim)
 
     async def _recover(self) -> None:
         """After a failed cycle: drop dead pooled connections, and put back any job the database
@@ -277,7 +323,7 @@ class Runtime:
                 log.warning("releasing %d job(s) claimed by a cycle whose reply was lost", len(lost))
                 now = datetime.now(UTC)
                 await self.store.cycle(
-                    self.worker_id, self.worker_rid, [], [Requeued(i, a, now) for i, a in lost], [], 0, [], []
+                    self.worker_id, self.worker_rid, [], [Requeued(i, a, now) for i, a in lost], [], NOTHING
                 )
         except psycopg.Error:
             log.debug("recovery after a failed cycle failed; retried with the next cycle", exc_info=True)
@@ -324,6 +370,13 @@ class Runtime:
         self.wake.set()
 
     def _start_claimed(self, job: Job) -> None:
+        expires_at = job.options.expires_at if job.options else None
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            # Not started by its expiry: archived CANCELLED instead of running late.
+            log.info("job %s %s expired at %s; not run", job.rid, job.task_name, expires_at.isoformat())
+            self._pending.append(Outcome(job, JobStatus.CANCELLED, error="expired"))
+            self.wake.set()
+            return
         schedule = job.options.schedule if job.options else None
         if schedule is not None and job.scheduled_at is None and schedule.start > datetime.now(UTC):
             # A row the Go library's batch insert wrote QUEUED despite its schedule (contract
@@ -373,6 +426,7 @@ class Runtime:
     async def _poll_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.poll_interval)
+            self.plan.stale = True
             self.schedule_changed()  # the fallback for notifications that never arrived
 
     async def _heartbeat_loop(self) -> None:

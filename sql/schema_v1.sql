@@ -39,9 +39,9 @@ CREATE INDEX IF NOT EXISTS idx_job_status ON job (status);
 CREATE INDEX IF NOT EXISTS idx_job_created_at ON job (created_at);
 CREATE INDEX IF NOT EXISTS idx_job_updated_at ON job (updated_at);
 
--- Python's own indexes (allowed by §1.5, ignored by Go): the claim order, lookups by rid in the
--- archive (wait_for_job_finished, get_job_ended) and the master's retention deletes.
-CREATE INDEX IF NOT EXISTS queuer_py_job_claim ON job (created_at, id) WHERE status IN ('QUEUED', 'SCHEDULED');
+-- Python's own indexes (allowed by §1.5, ignored by Go): lookups by rid in the archive
+-- (wait_for_job_finished, get_job_ended) and the master's retention deletes. The claim's indexes
+-- are in queues_v1.sql.
 CREATE INDEX IF NOT EXISTS queuer_py_job_archive_rid ON job_archive (rid);
 CREATE INDEX IF NOT EXISTS queuer_py_job_archive_updated_at ON job_archive (updated_at);
 

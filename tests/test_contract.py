@@ -164,10 +164,15 @@ def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.C
         ("master", "idx_master_worker_rid"),
     }
     ours = {
-        ("job", "queuer_py_job_claim"),
+        ("job", "queuer_py_job_claim_any"),
+        ("job", "queuer_py_job_claim_queue"),
+        ("job", "queuer_py_job_unique"),
+        ("job", "queuer_py_job_expires"),
         ("job_archive", "queuer_py_job_archive_rid"),
         ("job_archive", "queuer_py_job_archive_updated_at"),
         ("queuer_py_worker", "queuer_py_worker_pkey"),
+        ("queuer_py_queue", "queuer_py_queue_pkey"),
+        ("queuer_py_queue_start", "queuer_py_queue_start_pkey"),
     }
     assert names == required | ours
     defs = {i: d for _, i, d in cat["indexes"]}
