@@ -151,6 +151,31 @@ _PICK_LISTED = f"""
     WHERE q.name <> ALL({_BLOCKED})
     LIMIT %(limit)s
 """
+# Every queue by priority while some queue is paused or limited: the blocked queue's jobs may sit
+# at the head of queuer_py_job_claim_any (a paused backlog), and walking past them would cost a
+# claim more with every job they hold. Instead the queues that hold jobs are found by a skip scan
+# of queuer_py_job_claim_queue (one descent per queue), the blocked ones dropped, each other one
+# walked for its first %(limit)s jobs, and those merged by priority and age.
+_NAMES = f"""
+), names AS (
+    SELECT min({QUEUE_OF}) AS name FROM {{job}} WHERE status IN ('QUEUED', 'SCHEDULED')
+    UNION ALL
+    SELECT (SELECT min({QUEUE_OF}) FROM {{job}} WHERE status IN ('QUEUED', 'SCHEDULED') AND {QUEUE_OF} > n.name)
+    FROM names AS n WHERE n.name IS NOT NULL
+"""
+_PICK_MERGED = f"""{_NAMES}), picked AS (
+    SELECT c.id FROM names AS q
+    CROSS JOIN LATERAL (
+        SELECT id, {PRIORITY_OF} AS priority, created_at FROM {{job}}
+        WHERE {QUEUE_OF} = q.name AND {_CLAIMABLE}
+        ORDER BY {PRIORITY_OF} DESC, created_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE q.name IS NOT NULL AND q.name <> ALL({_BLOCKED})
+    ORDER BY c.priority DESC, c.created_at, c.id
+    LIMIT %(limit)s
+"""
 _CLAIM = f"""
 )
 UPDATE {{job}} AS j
@@ -163,7 +188,12 @@ RETURNING {_CLAIM_COLS}
 
 
 def _cycle(*parts: str) -> str:
-    return "".join(parts) + _CLAIM
+    text = "".join(parts) + _CLAIM
+    return text.replace("\nWITH ", "\nWITH RECURSIVE ", 1) if _NAMES in text else text
+
+
+# The claim of each shape of ``Claim`` (its ``shape``).
+_PICKS = {"any": _PICK_ANY, "listed": _PICK_LISTED, "merged": _PICK_MERGED}
 
 
 # Cancel: the archive move with status CANCELLED, results and error copied from the row (§5.8).
@@ -261,6 +291,13 @@ class Claim(NamedTuple):
     intervals: list[str]
     queues: list[str] | None = None
     take_limited: bool = False
+    skip_blocked: bool = False  # every queue while some are blocked: see _PICK_MERGED
+
+    @property
+    def shape(self) -> str:
+        if self.queues is not None:
+            return "listed"
+        return "merged" if self.skip_blocked else "any"
 
 
 NOTHING = Claim(0, [], [])
@@ -332,10 +369,9 @@ class JobTable:
         # from a list.
         full = (_CYCLE_FINISH, _CYCLE_RETRY, _CYCLE_FOLLOW_UP)
         self.cycle = {
-            (True, False): compose(_cycle(*full, _PICK_ANY)),
-            (False, False): compose(_cycle(_CYCLE_FINISH, _PICK_ANY)),
-            (True, True): compose(_cycle(*full, _PICK_LISTED)),
-            (False, True): compose(_cycle(_CYCLE_FINISH, _PICK_LISTED)),
+            (is_full, shape): compose(_cycle(*(full if is_full else full[:1]), pick))
+            for is_full in (True, False)
+            for shape, pick in _PICKS.items()
         }
         self.cancel = compose(_CANCEL, where=sql.SQL("rid = %s"))
         self.cancel_by_worker = compose(_CANCEL, where=sql.SQL("worker_rid = %s"))

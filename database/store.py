@@ -113,10 +113,8 @@ class Store:
         self._sync_lock = threading.Lock()
         self._cycle: DirectConnection | None = None
         self._cycle_statements = {
-            (full, listed): DirectStatement(
-                f"queuer_cycle{'' if full else '_lean'}{'_listed' if listed else ''}", text
-            )
-            for (full, listed), text in self.jobs.cycle.items()
+            (full, shape): DirectStatement(f"queuer_cycle{'' if full else '_lean'}_{shape}", text)
+            for (full, shape), text in self.jobs.cycle.items()
         }
         self._insert = DirectStatement("queuer_insert", self.jobs.insert)
 
@@ -312,7 +310,7 @@ class Store:
             )
         try:
             rows = await self._cycle.fetch(
-                self._cycle_statements[bool(requeued or follow_ups), claim.queues is not None], params
+                self._cycle_statements[bool(requeued or follow_ups), claim.shape], params
             )
         except BaseException:  # an error, or cancelled mid-statement: its state is unknown
             await self._release_cycle_connection()

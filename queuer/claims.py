@@ -30,6 +30,12 @@ class QueuePlan:
         self.settings = settings
         self.stale = False
 
+    @property
+    def any_blocked(self) -> bool:
+        """Whether some queue is paused or limited (then the plain claim of every queue skips
+        them by queue instead of walking past their jobs)."""
+        return any(s.paused or s.limits.limited for s in self.settings.values())
+
     def _limited(self, name: str) -> bool:
         setting = self.settings.get(name)
         return setting is not None and setting.limits.limited and not setting.paused

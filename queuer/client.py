@@ -215,6 +215,7 @@ class Client(QueueOperations):
     async def _ensure_listener(self) -> None:
         if self._listener is None:
             self._listener = Listener(self._store.config, self._on_notify, self._on_listener_connect)
+            self._listener.set_channels(frozenset(self._listening_channels()))
             self._listener_task = asyncio.get_running_loop().create_task(self._listener.run())
         await asyncio.wait_for(self._listener.connected.wait(), timeout=60)
 

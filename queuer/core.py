@@ -388,7 +388,7 @@ class Queuer(Client):
         """Listen only to what is needed now (see ``queuer.saturation``). A channel listened to
         again is followed by a claim and by the checks of a reconnect."""
         if self._runtime is None:
-            return {"job", "job_archive"}
+            return {"job", "job_archive", QUEUE_CHANNEL}
         return {QUEUE_CHANNEL} | self._runtime.saturation.channels(
             insert_or_update_listeners=self._subscribers.wants_job_channel,
             archive_listeners=self._subscribers.wants_archive_channel or self._runtime.waiting_for_room,

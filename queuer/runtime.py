@@ -256,7 +256,7 @@ class Runtime:
             room = claim_limit - len(claimed)
             if room <= 0:
                 break
-            claim = Claim(room, list(self.registry.tasks), list(self.registry.next_intervals), segment.queues)
+            claim = self._claim(room, segment.queues)
             if not segment.limited:
                 claimed += await self.store.cycle(self.worker_id, self.worker_rid, [], [], [], claim)
                 continue
@@ -271,6 +271,15 @@ class Runtime:
         if wake_in is not None:
             self._arm_rate_timer(wake_in)
         return claimed
+
+    def _claim(self, limit: int, queues: list[str] | None) -> Claim:
+        return Claim(
+            limit,
+            list(self.registry.tasks),
+            list(self.registry.next_intervals),
+            queues,
+            skip_blocked=queues is None and self.plan.any_blocked,
+        )
 
     def _arm_rate_timer(self, seconds: float) -> None:
         """Sleep until the earliest moment a rate-limited queue allows a start (no polling)."""
@@ -309,7 +318,7 @@ class Runtime:
             finished.append(Finished(o.job.id, o.job.attempts, o.status.value, results, encrypted, o.error))
             if new is not None:
                 follow_ups.append(FollowUp(o.job.id, new))
-        claim = Claim(claim_limit, list(self.registry.tasks), list(self.registry.next_intervals), queues)
+        claim = self._claim(claim_limit, queues)
         return await self.store.cycle(self.worker_id, self.worker_rid, finished, retried, follow_ups, claim)
 
     async def _recover(self) -> None:

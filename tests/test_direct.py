@@ -23,7 +23,7 @@ from queuer.database.direct import (
     prepared_names,
     to_positional,
 )
-from queuer.database.job_table import Finished
+from queuer.database.job_table import Claim, Finished
 from queuer.database.store import CYCLE_SETTINGS, Store
 
 from .helpers import QueuerFactory
@@ -254,7 +254,7 @@ def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: Data
         try:
             worker = await store.insert_worker("w", None, 1, ["t"], [])
             worker_id = worker.id
-            assert await store.cycle(worker_id, uuid4(), [], [], [], 1, ["t"], []) == []
+            assert await store.cycle(worker_id, uuid4(), [], [], [], Claim(1, ["t"], [])) == []
             await store._release_cycle_connection()
             async with store.pool.connection() as conn:
                 cur = await conn.execute(
@@ -263,13 +263,15 @@ def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: Data
                     ([name for name, _ in CYCLE_SETTINGS],),
                 )
                 assert await cur.fetchone() == {"prepared": 0, "changed": None}
-            assert await store.cycle(worker_id, uuid4(), [], [], [], 1, ["t"], []) == []
+            assert await store.cycle(worker_id, uuid4(), [], [], [], Claim(1, ["t"], [])) == []
             assert store._cycle is not None
             taken = store._cycle.conn
             locker = await psycopg.AsyncConnection.connect(db_config.conninfo())
             async with locker, locker.transaction():
                 await locker.execute("LOCK TABLE job IN ACCESS EXCLUSIVE MODE")
-                stuck = asyncio.ensure_future(store.cycle(worker_id, uuid4(), [], [], [], 1, ["t"], []))
+                stuck = asyncio.ensure_future(
+                    store.cycle(worker_id, uuid4(), [], [], [], Claim(1, ["t"], []))
+                )
                 waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'job'::regclass"
                 for _ in range(2000):  # until the cycle's statement waits for the lock (20 s at most)
                     if (await (await locker.execute(waiting)).fetchone()) != (0,):
@@ -282,7 +284,7 @@ def test_the_cycle_connection_goes_back_clean_and_is_taken_again(db_config: Data
                 with pytest.raises(asyncio.CancelledError):
                     await stuck
                 assert taken.closed and store._cycle is None
-            assert await store.cycle(worker_id, uuid4(), [], [], [], 1, ["t"], []) == []
+            assert await store.cycle(worker_id, uuid4(), [], [], [], Claim(1, ["t"], [])) == []
             assert store._cycle is not None and store._cycle.conn is not taken
         finally:
             await store.close()
@@ -327,7 +329,9 @@ def test_the_cycle_never_scans_the_queue_whole(db_config: DatabaseConfiguration)
                 # Before the plan is made: changing the table's options would invalidate it.
                 await other.execute("ALTER TABLE job SET (autovacuum_enabled = false)")
                 worker = await store.insert_worker("w", None, 10, ["t"], [])
-                assert await store.cycle(worker.id, worker.rid, [], [], [], 10, ["t"], []) == []  # plan made
+                assert (
+                    await store.cycle(worker.id, worker.rid, [], [], [], Claim(10, ["t"], [])) == []
+                )  # plan made
                 assert store._cycle is not None
                 cycle_pid = store._cycle.conn.pgconn.backend_pid
                 await only_backends({other.pgconn.backend_pid, cycle_pid})  # the installer's is in
@@ -336,10 +340,10 @@ def test_the_cycle_never_scans_the_queue_whole(db_config: DatabaseConfiguration)
                     "'t', 'QUEUED', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' FROM generate_series(1, 3000)"
                 )
                 before = await scalar(scans)
-                claimed = await store.cycle(worker.id, worker.rid, [], [], [], 10, ["t"], [])
+                claimed = await store.cycle(worker.id, worker.rid, [], [], [], Claim(10, ["t"], []))
                 for _ in range(20):
                     finished = [Finished(j.id, j.attempts, "SUCCEEDED", "[]", b"", "") for j in claimed]
-                    claimed = await store.cycle(worker.id, worker.rid, finished, [], [], 10, ["t"], [])
+                    claimed = await store.cycle(worker.id, worker.rid, finished, [], [], Claim(10, ["t"], []))
                     assert len(claimed) == 10
             finally:
                 await store.close()

@@ -307,7 +307,9 @@ def test_a_saturated_worker_refreshes_statistics_of_a_growing_backlog(
     assert held.acquire(timeout=20) and held.acquire(timeout=20)
     assert q._listener is not None  # white box: the worker is deaf now
     try:
-        eventually(lambda: q._listener is not None and q._listener.channels == frozenset(), what="deaf")
+        eventually(
+            lambda: q._listener is not None and q._listener.channels == {"queuer_py_queue"}, what="deaf"
+        )
         with psycopg.connect(database_url, autocommit=True) as other:  # its statistics count at close
             other.execute(
                 "INSERT INTO job (rid, task_name, status, created_at, updated_at) SELECT gen_random_uuid(), "

@@ -23,7 +23,8 @@ from queuer import (
     ValidationError,
     WorkerStatus,
 )
-from queuer.database.job_table import Finished
+from queuer.database.job_table import NOTHING, Finished
+from queuer.database.queue_table import CHANNEL as QUEUE_CHANNEL
 from queuer.saturation import SATURATED_AFTER_JOBS
 
 from . import process_tasks
@@ -322,7 +323,7 @@ def test_finish_is_guarded_by_the_claim(make_queuer: QueuerFactory, sql: psycopg
 
     def finish(worker_id: int, attempts: int) -> int:
         row = Finished(job_id, attempts, "SUCCEEDED", "[]", b"", "")
-        q._loop.call(store.cycle(worker_id, q.worker.rid, [row], [], [], 0, [], []))
+        q._loop.call(store.cycle(worker_id, q.worker.rid, [row], [], [], NOTHING))
         return count(sql, "SELECT count(*) FROM job_archive")
 
     assert finish(8, 2) == 0  # another worker
@@ -446,21 +447,21 @@ def test_a_saturated_worker_stops_listening_and_misses_nothing(make_queuer: Queu
         return q._listener.channels
 
     q.start()
-    assert channels() == {"job", "job_archive"}
+    assert channels() == {"job", "job_archive", QUEUE_CHANNEL}
     # Full claims of quick jobs make the worker saturated; the next one claims both hold jobs.
     quick_jobs = [BatchJob(quick, ["batch"]) for _ in range(SATURATED_AFTER_JOBS)]
     rids = q.add_jobs([*quick_jobs, BatchJob(hold), BatchJob(hold)])
     assert held.acquire(timeout=20) and held.acquire(timeout=20)
-    eventually(lambda: channels() == frozenset(), what="no channel while saturated")
+    eventually(lambda: channels() == {QUEUE_CHANNEL}, what="only the queues' channel while saturated")
     late = q.add_job(quick, "late")  # nobody hears its notification; both slots are taken anyway
 
     # After LONG_JOB seconds the hold jobs count as long: cancellations must be heard again.
-    eventually(lambda: channels() == {"job_archive"}, what="job_archive for long jobs")
+    eventually(lambda: channels() == {"job_archive", QUEUE_CHANNEL}, what="job_archive for long jobs")
     q.cancel_job(rids[-2])
     assert cancelled.wait(20)  # its slot is free: the next claim takes the late job
     eventually(lambda: "late" in ran, what="the job queued while nobody listened ran")
     # That claim was full (one slot, one job); the one after it came back short: listening again.
-    eventually(lambda: channels() == {"job", "job_archive"}, what="listening again")
+    eventually(lambda: channels() == {"job", "job_archive", QUEUE_CHANNEL}, what="listening again")
     ran_event.clear()
     after = q.add_job(quick, "after")
     assert ran_event.wait(20) and ran[-1] == "after"  # woken by the notification, not the poll

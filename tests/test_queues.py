@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -270,3 +271,63 @@ def test_the_cli_lists_pauses_resumes_and_limits_queues(
     row = sql.execute("SELECT paused, concurrency, rate, per FROM queuer_py_queue").fetchone()
     assert row == (False, 2, 10, timedelta(seconds=60))
     assert count(sql, "SELECT count(*) FROM queuer_py_queue_start WHERE queue = 'emails'") == 10
+
+
+def _job_rows_read(plan: dict[str, Any]) -> tuple[int, list[str]]:
+    """Rows of ``job`` an executed plan read (returned or filtered out), and its node types on job."""
+    rows, kinds = 0, []
+    if plan.get("Relation Name") == "job" and "Scan" in plan["Node Type"]:
+        rows += (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
+        kinds.append(f"{plan['Node Type']} {plan.get('Index Name', '')}".strip())
+    for child in plan.get("Plans", []):
+        more, more_kinds = _job_rows_read(child)
+        rows += more
+        kinds += more_kinds
+    return rows, kinds
+
+
+def test_each_claim_walks_an_index_and_reads_few_rows_whatever_the_backlog(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
+    from queuer.database.direct import encode_param, to_positional
+    from queuer.database.job_table import Claim, JobTable, cycle_params
+    from queuer.database.store import CYCLE_SETTINGS
+
+    q = make_queuer("plans", 1)
+    _recorder(q, [])
+    q.add_jobs([BatchJob("record", [i], options=Options(queue="bulk")) for i in range(5000)])
+    q.add_jobs([BatchJob("record", [i], options=Options(queue="mail", priority=i % 3)) for i in range(1000)])
+    q.pause_queue("bulk")  # its backlog sits at the head of the every-queue index
+    sql.execute("ANALYZE job")
+    for name, value in CYCLE_SETTINGS:
+        sql.execute(f"SET {name} = {value}")
+    table = JobTable("public")
+
+    def explain(claim: Claim) -> tuple[int, list[str], int]:
+        text, names = to_positional(table.cycle[False, claim.shape])
+        params = cycle_params(1, uuid.uuid4(), [], [], [], claim)
+        values = [encode_param(params[n]) for n in names]
+        literal = ", ".join(
+            "NULL" if v is None else "'" + v.decode().replace("'", "''") + "'" for v in values
+        )
+        with sql.transaction(force_rollback=True):
+            sql.execute(f"PREPARE claim AS {text}")
+            plan = sql.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim({literal})").fetchone()
+            assert plan is not None
+            claimed = sql.execute("SELECT count(*) FROM job WHERE status = 'RUNNING'").fetchone()
+            sql.execute("DEALLOCATE claim")
+        rows, kinds = _job_rows_read(plan[0][0]["Plan"])
+        return rows, kinds, claimed[0] if claimed else 0
+
+    for claim, index in (
+        (Claim(10, ["record"], [], ["bulk", "mail"]), "queuer_py_job_claim_queue"),
+        (Claim(10, ["record"], [], None, skip_blocked=True), "queuer_py_job_claim_queue"),
+    ):
+        rows, kinds, claimed = explain(claim)
+        assert claimed == 10, claim  # ten mail jobs: the paused backlog is skipped
+        assert not any(k.startswith("Seq Scan") for k in kinds), kinds
+        assert any(index in k for k in kinds), kinds
+        assert rows < 100, (claim, rows, kinds)  # not the 5,000 paused jobs
+    q.resume_queue("bulk")
+    rows, kinds, claimed = explain(Claim(10, ["record"], [], None))
+    assert claimed == 10 and rows < 100 and any("queuer_py_job_claim_any" in k for k in kinds), kinds
