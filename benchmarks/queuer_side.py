@@ -16,10 +16,26 @@ import threading
 import time
 from typing import Any
 
-from queuer import DatabaseConfiguration, current_job_rid, new_queuer_with_db
+from queuer import BatchJob, DatabaseConfiguration, current_job_rid, new_queuer_with_db
+
+
+def enqueue(url: str, n: int) -> None:
+    """``queuer_side.py enqueue URL N``: N no-op jobs in one COPY with this interpreter's queuer
+    (another install's, for a fair A/B); prints the commit's monotonic time."""
+    q = new_queuer_with_db("bench-producer", 1, None, DatabaseConfiguration.from_url(url, sslmode="disable"))
+
+    async def noop() -> None: ...
+
+    q.add_task_with_name(noop, "noop")
+    q.add_jobs([BatchJob("noop") for _ in range(n)])
+    print(time.monotonic(), flush=True)
+    q.stop()
 
 
 def main() -> None:
+    if sys.argv[1] == "enqueue":
+        enqueue(sys.argv[2], int(sys.argv[3]))
+        return
     url, concurrency, record = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     task = sys.argv[4] if len(sys.argv) > 4 else "noop"
     queues = os.environ.get("QUEUER_BENCH_QUEUES")

@@ -16,9 +16,12 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,9 +31,25 @@ from run import Worker, drain, prepare
 from queuer import BatchJob, DatabaseConfiguration, Options, new_queuer_with_db
 
 QUEUES = ("critical", "default", "low")
+HERE = Path(__file__).resolve().parent
 
 
-def enqueue_spread(config: DatabaseConfiguration, n: int) -> float:
+def enqueue_with(python: str) -> Callable[[str, DatabaseConfiguration, int], float]:
+    """Enqueue with another install's queuer, so that its schema is the one its worker expects."""
+
+    def enqueue(url: str, config: DatabaseConfiguration, n: int) -> float:
+        out = subprocess.run(
+            [python, str(HERE / "queuer_side.py"), "enqueue", url, str(n)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return float(out.stdout.strip().splitlines()[-1])
+
+    return enqueue
+
+
+def enqueue_spread(url: str, config: DatabaseConfiguration, n: int) -> float:
     """``n`` no-op jobs over three queues with random priorities, one COPY; the commit's time."""
     rng = random.Random(25)
     q = new_queuer_with_db("bench-producer", 1, None, config)
@@ -161,7 +180,16 @@ def main() -> None:
     }
     for round_no in range(args.repeat):
         plan = [
-            ("base_plain", lambda: drain("queuer", 1, args.jobs, python=args.base_python)),
+            (
+                "base_plain",
+                lambda: drain(
+                    "queuer",
+                    1,
+                    args.jobs,
+                    python=args.base_python,
+                    enqueue_jobs=enqueue_with(args.base_python),
+                ),
+            ),
             ("plain", lambda: drain("queuer", 1, args.jobs)),
             ("queues_listed", lambda: drain("queuer", 1, args.jobs, env=listed, enqueue_jobs=enqueue_spread)),
             ("queues_all", lambda: drain("queuer", 1, args.jobs, enqueue_jobs=enqueue_spread)),

@@ -148,7 +148,7 @@ def drain(
     n: int,
     python: str = sys.executable,
     env: dict[str, str] | None = None,
-    enqueue_jobs: Callable[[DatabaseConfiguration, int], float] | None = None,
+    enqueue_jobs: Callable[[str, DatabaseConfiguration, int], float] | None = None,
 ) -> dict[str, Any]:
     """Time ``n`` jobs from the enqueue's commit until ``job`` is empty. ``env``: for the worker
     processes (queuer_side.py's settings); ``enqueue_jobs``: another way to write the jobs."""
@@ -158,7 +158,7 @@ def drain(
         with psycopg.connect(url, autocommit=True) as conn:
             # The workers' sessions (the enqueue's comes and goes); all idle until the commit.
             usage = DrainUsage([w.proc.pid for w in workers], backend_pids(conn))
-            committed = enqueue_jobs(config, n) if enqueue_jobs else enqueue(system, url, config, n)
+            committed = enqueue_jobs(url, config, n) if enqueue_jobs else enqueue(system, url, config, n)
             ticks_before = cpu_ticks()  # the machine's idle share: from the enqueue's return
             while pending(conn, system):
                 time.sleep(0.01)

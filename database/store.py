@@ -24,6 +24,7 @@ from queuer.model import (
     JobStatus,
     Master,
     MasterSettings,
+    Options,
     QueuerError,
     Worker,
     WorkerNotFoundError,
@@ -38,7 +39,6 @@ from .config import DatabaseConfiguration
 from .connect_errors import connection_lost
 from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared, prepared_names
 from .job_table import (
-    CLAIM_JSON_COLUMNS,
     Claim,
     Finished,
     FollowUp,
@@ -112,6 +112,7 @@ class Store:
         self._sync_pool: ConnectionPool[Connection[DictRow]] | None = None
         self._sync_lock = threading.Lock()
         self._cycle: DirectConnection | None = None
+        self._options: dict[str | None, Options | None] = {}  # decoded options by their text
         self._cycle_statements = {
             (full, shape): DirectStatement(f"queuer_cycle{'' if full else '_lean'}_{shape}", text)
             for (full, shape), text in self.jobs.cycle.items()
@@ -213,9 +214,20 @@ class Store:
 
     def _decode_claimed(self, row: dict[str, Any]) -> Job:
         """A Job from a row the cycle claimed: its JSON columns arrive as text (most are ``{}``
-        or ``[]``, decoded here without a parser), see ``CLAIM_JSON_COLUMNS``."""
-        for column in CLAIM_JSON_COLUMNS:
-            row[column] = _json_text(row[column])
+        or ``[]``, decoded here without a parser), see ``CLAIM_JSON_COLUMNS``. Options are
+        decoded once per distinct text: most jobs share theirs (a task's retry policy, a queue
+        and priority), and an ``Options`` is immutable."""
+        text = row["options"]
+        try:
+            options = self._options[text]
+        except KeyError:
+            options = Options.from_json(_json_text(text))
+            if len(self._options) >= OPTIONS_CACHE:
+                self._options.clear()
+            self._options[text] = options
+        row["options"] = options
+        row["parameters"] = _json_text(row["parameters"])
+        row["parameters_keyed"] = _json_text(row["parameters_keyed"])
         return self._strict_job(row)
 
     # -- jobs -----------------------------------------------------------------------------------
@@ -248,7 +260,15 @@ class Store:
             rows = await self.execute(self.jobs.insert_again, new._asdict())
         except psycopg.errors.UniqueViolation:
             rows = []
-        return self.job_from_row(rows[0]) if rows else await self.find_job(new.rid)
+        if rows:
+            return self.job_from_row(rows[0])
+        try:
+            return await self.find_job(new.rid)
+        except JobNotFoundError:
+            if not new.unique_key:
+                raise
+        async with self.pool.connection() as conn:  # not written: a live job holds its key
+            return await self.insert_job_on_async(conn.cursor(), new)
 
     def insert_job_again_blocking(self, new: NewJob) -> Job:
         """``insert_job_again`` from the caller's thread, on the blocking pool."""
@@ -262,6 +282,8 @@ class Store:
                 row = None
             if row is None:
                 row = conn.execute(self.jobs.select_anywhere, {"rid": new.rid}).fetchone()
+            if row is None and new.unique_key:  # not written: a live job holds its key
+                return self.insert_job_on(conn.cursor(), new)
             if row is None:
                 raise JobNotFoundError(f"Job not found: job {new.rid} vanished while it was enqueued again")
         return self.job_from_row(row)
@@ -533,7 +555,12 @@ class Store:
 
     async def readd(self, rid: UUID) -> Job:
         """A new job (new rid) from an archived one (§5.14)."""
-        rows = await self.execute(self.jobs.readd, (uuid7(), rid))
+        try:
+            rows = await self.execute(self.jobs.readd, (uuid7(), rid))
+        except psycopg.errors.UniqueViolation as exc:
+            raise QueuerError(
+                f"job {rid} cannot be added again: a queued, scheduled or running job holds its unique key"
+            ) from exc
         if not rows:
             raise JobNotFoundError(f"Job not found in archive: no job with rid {rid} in job_archive")
         return self.job_from_row(rows[0])
@@ -677,6 +704,7 @@ class Store:
 
 
 UNIQUE_TRIES = 5
+OPTIONS_CACHE = 1024  # distinct option texts remembered by a worker
 
 
 def _json_rows(news: list[NewJob], indexes: list[int]) -> str:

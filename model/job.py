@@ -103,7 +103,7 @@ class Job:
             status=JobStatus(row["status"]),
             parameters=list(parameters) if isinstance(parameters, list) else [],
             parameters_keyed=dict(keyed) if isinstance(keyed, dict) else {},
-            options=Options.from_json(row["options"]),
+            options=options if isinstance(options := row["options"], Options) else Options.from_json(options),
             worker_id=row["worker_id"] or 0,
             worker_rid=row["worker_rid"],
             scheduled_at=utc_or_none(row["scheduled_at"]),

@@ -23,7 +23,11 @@ from .jsoncodec import (
 )
 from .queues import (
     DEFAULT_QUEUE,
+    MAX_PRIORITY,
+    MAX_QUEUE_NAME,
+    MAX_UNIQUE_KEY,
     METADATA_KEY,
+    MIN_PRIORITY,
     expiry_text,
     validate_priority,
     validate_queue_name,
@@ -266,8 +270,10 @@ class Options(QueuerPyNames):
             )
         if self.parent_rid is not None and not isinstance(self.parent_rid, UUID):
             raise ValidationError("options.parent_rid must be a UUID")
-        validate_queue_name(self.queue)
-        validate_priority(self.priority)
+        if type(self.queue) is not str or self.queue != DEFAULT_QUEUE:
+            validate_queue_name(self.queue)
+        if type(self.priority) is not int or self.priority:
+            validate_priority(self.priority)
         if self.unique_key is not None:
             validate_unique_key(self.unique_key)
         if self.expires_at is not None:
@@ -352,18 +358,24 @@ class Options(QueuerPyNames):
 
 
 def _routing_from_json(routing: Any) -> dict[str, Any]:
+    """The routing values another reader wrote as Python writes them; anything else is left out
+    (read as the default). Cheap checks: this runs for every claimed job that has any."""
     if not isinstance(routing, dict):
         return {}
     values: dict[str, Any] = {}
-    for key, check in (
-        ("queue", validate_queue_name),
-        ("priority", validate_priority),
-        ("unique_key", validate_unique_key),
-        ("expires_at", rfc3339_to_time),
-    ):
-        if key in routing:
-            with contextlib.suppress(ValidationError, TypeError):
-                values[key] = check(routing[key])
+    queue = routing.get("queue")
+    if type(queue) is str and 0 < len(queue) <= MAX_QUEUE_NAME:
+        values["queue"] = queue
+    priority = routing.get("priority")
+    if type(priority) is int and MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        values["priority"] = priority
+    key = routing.get("unique_key")
+    if type(key) is str and 0 < len(key) <= MAX_UNIQUE_KEY:
+        values["unique_key"] = key
+    expires = routing.get("expires_at")
+    if type(expires) is str:
+        with contextlib.suppress(ValidationError):
+            values["expires_at"] = rfc3339_to_time(expires)
     return values
 
 
