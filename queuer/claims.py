@@ -25,24 +25,29 @@ class QueuePlan:
         self.queues = queues
         self.settings: dict[str, QueueSettings] = {}
         self.stale = True  # reload the settings before the next claim
+        self._segments: list[Segment] | None = None
+        self.any_blocked = False  # some queue is paused or limited
 
     def update(self, settings: dict[str, QueueSettings]) -> None:
-        self.settings = settings
+        if settings != self.settings:
+            self.settings = settings
+            self._segments = None
+            self.any_blocked = any(s.paused or s.limits.limited for s in settings.values())
         self.stale = False
-
-    @property
-    def any_blocked(self) -> bool:
-        """Whether some queue is paused or limited (then the plain claim of every queue skips
-        them by queue instead of walking past their jobs)."""
-        return any(s.paused or s.limits.limited for s in self.settings.values())
 
     def _limited(self, name: str) -> bool:
         setting = self.settings.get(name)
         return setting is not None and setting.limits.limited and not setting.paused
 
     def segments(self) -> list[Segment]:
-        """This cycle's claims in order. A worker of every queue serves the limited ones first
-        (each only as far as its limits allow), then the rest by priority."""
+        """This cycle's claims in order (the same until the settings change). A worker of every
+        queue serves the limited ones first (each only as far as its limits allow), then the rest
+        by priority."""
+        if self._segments is None:
+            self._segments = self._plan()
+        return self._segments
+
+    def _plan(self) -> list[Segment]:
         if self.queues is None:
             limited = sorted(name for name in self.settings if self._limited(name))
             return [Segment([name], limited=True) for name in limited] + [Segment(None)]

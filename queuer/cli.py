@@ -324,11 +324,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     q.start(master=not args.no_master)
     logging.getLogger("queuer").info(
-        "worker %s (%s) running tasks %s with concurrency %d",
+        "worker %s (%s) running tasks %s with concurrency %d on %s",
         q.worker.name,
         q.worker.rid,
         ", ".join(q.registry.tasks) or "-",
         q.max_concurrency,
+        f"queues {', '.join(q.queues)}" if q.queues else "every queue",
     )
     q.wait_until_stopped()
     q.stop()

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from queuer import BatchJob, JobStatus, WorkerStatus
+from queuer import BatchJob, JobStatus, Options, WorkerStatus
 
 from .helpers import QueuerFactory
 
@@ -115,6 +115,8 @@ def test_worker_command_runs_jobs_and_stops_on_sigterm(
             "3",
             "--name",
             "from-cli",
+            "--queues",
+            "urgent,default",
         ],
         cwd=ROOT,
         env=env,
@@ -127,7 +129,10 @@ def test_worker_command_runs_jobs_and_stops_on_sigterm(
             if "running tasks shout" in line:
                 break
         producer = make_queuer("producer", 1)
-        done = producer.wait_for_job_finished(producer.add_job("shout", "hi").rid, 20)
+        other = producer.add_job_with_options(Options(queue="elsewhere"), "shout", "not mine")
+        urgent = producer.add_job_with_options(Options(queue="urgent"), "shout", "hi")
+        done = producer.wait_for_job_finished(urgent.rid, 20)
+        assert producer.get_job(other.rid).status is JobStatus.QUEUED  # not one of its queues
         assert done.results == ["HI"]
         worker = sql.execute(
             "SELECT name, max_concurrency, status FROM worker WHERE rid = %s", (done.worker_rid,)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from queuer import OnError, Options, RetryBackoff, Schedule, ValidationError
 from queuer.model.jsoncodec import MAX_NESTING, MAX_SECONDS, as_rid, dumps, nesting, text_problem
@@ -85,3 +88,35 @@ def test_task_signatures_are_checked_without_binding_in_the_common_case() -> Non
     keyword_only.check_call([], {"key": "x"})
     with pytest.raises(ValidationError):
         keyword_only.check_call([], {})
+
+
+@given(
+    queue=st.text(min_size=1, max_size=100).filter(lambda s: s.strip() and "\x00" not in s),
+    priority=st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    key=st.none() | st.text(min_size=1, max_size=255).filter(lambda s: "\x00" not in s),
+    expires=st.none() | st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1)),
+    metadata=st.none() | st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), min_size=1),
+)
+def test_routing_options_round_trip_through_the_json_go_keeps(
+    queue: str, priority: int, key: str | None, expires: datetime | None, metadata: dict[str, int] | None
+) -> None:
+    try:
+        options = Options(
+            queue=queue,
+            priority=priority,
+            unique_key=key,
+            expires_at=expires.replace(tzinfo=UTC) if expires else None,
+            metadata=metadata,
+        )
+    except ValidationError:
+        return  # lone surrogates: refused when made
+    data = json.loads(json.dumps(options.to_json()))  # what the database stores and gives back
+    assert set(data) <= {"metadata"}
+    back = Options.from_json(data) or Options()
+    assert (back.queue, back.priority, back.unique_key, back.expires_at, back.metadata) == (
+        queue,
+        priority,
+        key,
+        options.expires_at,
+        metadata,
+    )

@@ -331,3 +331,22 @@ def test_each_claim_walks_an_index_and_reads_few_rows_whatever_the_backlog(
     q.resume_queue("bulk")
     rows, kinds, claimed = explain(Claim(10, ["record"], [], None))
     assert claimed == 10 and rows < 100 and any("queuer_py_job_claim_any" in k for k in kinds), kinds
+
+
+def test_a_recurring_unique_job_hands_its_key_to_its_next_occurrence(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
+    from queuer import Schedule
+
+    worker = make_queuer("recurring-unique", 2)
+    _recorder(worker, [])
+    every = Schedule(start=datetime.now(UTC), max_count=3, interval=timedelta(milliseconds=50))
+    first = worker.add_job_with_options(Options(schedule=every, unique_key="nightly"), "record", "tick")
+    again = worker.add_job_with_options(Options(schedule=every, unique_key="nightly"), "record", "tick")
+    assert again.duplicate and again.rid == first.rid
+    worker.start(master=False)
+    # The next occurrence is written in the statement that archives the last: the key moves on.
+    eventually(lambda: count(sql, DONE) == 3, what="three occurrences")
+    assert count(sql, "SELECT count(*) FROM job") == 0
+    with pytest.raises(queuer.QueuerStateError):
+        worker.set_queues(["late"])
