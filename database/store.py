@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -455,70 +455,61 @@ class Store:
     # Writes on the caller's own connection or cursor (transactional enqueue), and of jobs with a
     # unique key. Such a job is written only while no live job holds its key (the index decides,
     # under any concurrency); otherwise the live job is returned, marked ``duplicate``. A holder
-    # that ends between the two statements is the one race: the insert is tried again.
+    # that ends between the two statements is the one race: the insert is tried again. Each write
+    # is written once, as steps (``Steps``) that a blocking and an async cursor both run.
     def insert_job_on(self, cur: psycopg.Cursor[Any], new: NewJob) -> Job:
-        for _ in range(UNIQUE_TRIES):
-            cur.execute(self.jobs.insert_unique if new.unique_key else self.jobs.insert, new._asdict())
-            row = cur.fetchone()
-            if row is not None:
-                return self.job_from_row(_row_dict(cur, row))
-            cur.execute(self.jobs.select_by_keys, {"keys": [new.unique_key]})
-            row = cur.fetchone()
-            if row is not None:
-                return self._duplicate(_row_dict(cur, row))
-        raise QueuerError(f"unique key {new.unique_key!r}: its holder kept changing; try again")
+        return run_steps(cur, self._insert_steps(new))
 
     async def insert_job_on_async(self, cur: psycopg.AsyncCursor[Any], new: NewJob) -> Job:
-        for _ in range(UNIQUE_TRIES):
-            await cur.execute(self.jobs.insert_unique if new.unique_key else self.jobs.insert, new._asdict())
-            row = await cur.fetchone()
-            if row is not None:
-                return self.job_from_row(_row_dict(cur, row))
-            await cur.execute(self.jobs.select_by_keys, {"keys": [new.unique_key]})
-            row = await cur.fetchone()
-            if row is not None:
-                return self._duplicate(_row_dict(cur, row))
-        raise QueuerError(f"unique key {new.unique_key!r}: its holder kept changing; try again")
-
-    def _duplicate(self, row: dict[str, Any]) -> Job:
-        row.pop("unique_key", None)
-        job = self.job_from_row(row)
-        job.duplicate = True
-        return job
+        return await run_steps_async(cur, self._insert_steps(new))
 
     def copy_jobs_on(self, cur: psycopg.Cursor[Any], news: list[NewJob]) -> BatchResult:
         if not any(n.unique_key for n in news):
             copy_jobs(cur, self.jobs.copy, news)
             return BatchResult([n.rid for n in news])
-        rids: dict[int, UUID] = {}
-        for _ in range(UNIQUE_TRIES):
-            todo = [i for i in range(len(news)) if i not in rids]
-            if not todo:
-                break
-            cur.execute(self.jobs.insert_rows_unique, {"rows": _json_rows(news, todo)})
-            inserted = {r[0] if isinstance(r, tuple) else r["rid"] for r in cur.fetchall()}
-            cur.execute(self.jobs.select_by_keys, {"keys": [news[i].unique_key for i in todo]})
-            holders = {_row_dict(cur, r)["unique_key"]: _row_dict(cur, r)["rid"] for r in cur.fetchall()}
-            _settle(news, todo, inserted, holders, rids)
-        return _batch_result(news, rids)
+        return run_steps(cur, self._unique_batch_steps(news))
 
     async def copy_jobs_on_async(self, cur: psycopg.AsyncCursor[Any], news: list[NewJob]) -> BatchResult:
         if not any(n.unique_key for n in news):
             await copy_jobs_async(cur, self.jobs.copy, news)
             return BatchResult([n.rid for n in news])
+        return await run_steps_async(cur, self._unique_batch_steps(news))
+
+    def _insert_steps(self, new: NewJob) -> Steps[Job]:
+        for _ in range(UNIQUE_TRIES):
+            rows = yield (self.jobs.insert_unique if new.unique_key else self.jobs.insert), new._asdict()
+            if rows:
+                return self.job_from_row(rows[0])
+            rows = yield self.jobs.select_by_keys, {"keys": [new.unique_key]}
+            if rows:
+                row = rows[0]
+                row.pop("unique_key", None)
+                job = self.job_from_row(row)
+                job.duplicate = True
+                return job
+        raise QueuerError(f"unique key {new.unique_key!r}: its holder kept changing; try again")
+
+    def _unique_batch_steps(self, news: list[NewJob]) -> Steps[BatchResult]:
+        """Each item is written, or a live job holds its key (another, or an earlier item of the
+        batch: the rows go in in batch order), or its holder ended meanwhile (tried again)."""
         rids: dict[int, UUID] = {}
         for _ in range(UNIQUE_TRIES):
             todo = [i for i in range(len(news)) if i not in rids]
             if not todo:
                 break
-            await cur.execute(self.jobs.insert_rows_unique, {"rows": _json_rows(news, todo)})
-            inserted = {r[0] if isinstance(r, tuple) else r["rid"] for r in await cur.fetchall()}
-            await cur.execute(self.jobs.select_by_keys, {"keys": [news[i].unique_key for i in todo]})
-            holders = {
-                _row_dict(cur, r)["unique_key"]: _row_dict(cur, r)["rid"] for r in await cur.fetchall()
-            }
-            _settle(news, todo, inserted, holders, rids)
-        return _batch_result(news, rids)
+            rows = yield self.jobs.insert_rows_unique, {"rows": json.dumps([json_row(news[i]) for i in todo])}
+            inserted = {r["rid"] for r in rows}
+            rows = yield self.jobs.select_by_keys, {"keys": [news[i].unique_key for i in todo]}
+            holders = {r["unique_key"]: r["rid"] for r in rows}
+            for i in todo:
+                if news[i].rid in inserted:
+                    rids[i] = news[i].rid
+                elif news[i].unique_key in holders:
+                    rids[i] = holders[news[i].unique_key]
+        if len(rids) < len(news):
+            raise QueuerError("a unique key's holder kept changing during add_jobs; try again")
+        order = range(len(news))
+        return BatchResult([rids[i] for i in order], [i for i in order if rids[i] != news[i].rid])
 
     async def expire_jobs(self) -> int:
         """Archive CANCELLED ("expired") the queued and scheduled jobs whose expiry passed."""
@@ -704,31 +695,38 @@ class Store:
 
 
 UNIQUE_TRIES = 5
+R = TypeVar("R")
+# A write as steps: it yields (statement, parameters) and is sent each statement's rows as dicts.
+Steps = Generator[tuple[str, Mapping[str, Any]], list[dict[str, Any]], R]
+
+
+def run_steps(cur: psycopg.Cursor[Any], steps: Steps[R]) -> R:
+    """Run ``steps`` on a blocking cursor (the caller's transaction, or a pooled connection)."""
+    try:
+        query, params = next(steps)
+        while True:
+            cur.execute(query, params)
+            rows = [_row_dict(cur, r) for r in cur.fetchall()] if cur.description else []
+            query, params = steps.send(rows)
+    except StopIteration as done:
+        result: R = done.value
+        return result
+
+
+async def run_steps_async(cur: psycopg.AsyncCursor[Any], steps: Steps[R]) -> R:
+    """``run_steps`` on an async cursor."""
+    try:
+        query, params = next(steps)
+        while True:
+            await cur.execute(query, params)
+            rows = [_row_dict(cur, r) for r in await cur.fetchall()] if cur.description else []
+            query, params = steps.send(rows)
+    except StopIteration as done:
+        result: R = done.value
+        return result
+
+
 OPTIONS_CACHE = 1024  # distinct option texts remembered by a worker
-
-
-def _json_rows(news: list[NewJob], indexes: list[int]) -> str:
-    return json.dumps([json_row(news[i]) for i in indexes])
-
-
-def _settle(
-    news: list[NewJob], todo: list[int], inserted: set[UUID], holders: dict[str, UUID], rids: dict[int, UUID]
-) -> None:
-    """After one round of a unique batch: each item was written, or a live job holds its key (an
-    earlier item of the batch, or another), or its holder ended meanwhile (tried again)."""
-    for i in todo:
-        if news[i].rid in inserted:
-            rids[i] = news[i].rid
-        elif news[i].unique_key in holders:
-            rids[i] = holders[news[i].unique_key]  # type: ignore[index]
-
-
-def _batch_result(news: list[NewJob], rids: dict[int, UUID]) -> BatchResult:
-    if len(rids) < len(news):
-        raise QueuerError("a unique key's holder kept changing during add_jobs; try again")
-    return BatchResult(
-        [rids[i] for i in range(len(news))], [i for i in range(len(news)) if rids[i] != news[i].rid]
-    )
 
 
 def _json_text(text: str | None) -> Any:

@@ -129,6 +129,18 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+def require_text(what: str, value: Any, max_length: int) -> str:
+    """A non-blank string of at most ``max_length`` characters that PostgreSQL can store."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > max_length:
+        raise ValidationError(f"{what} is {len(value)} characters; at most {max_length} allowed")
+    problem = text_problem(value)
+    if problem:
+        raise ValidationError(f"{what} {value!r} {problem}")
+    return value
+
+
 def nesting(value: Any) -> int:
     """How deeply lists and dicts nest in ``value`` (0 for a scalar), without recursion."""
     deepest = 0

@@ -17,8 +17,8 @@ from .jsoncodec import (
     nanos_to_duration,
     require_int,
     require_seconds,
+    require_text,
     rfc3339_to_time,
-    text_problem,
     time_to_rfc3339,
 )
 from .queues import (
@@ -39,14 +39,7 @@ MAX_NAME_LENGTH = 100
 
 def validate_name(kind: str, name: Any) -> str:
     """Task, worker and next-interval names: 1 to 100 characters (``VARCHAR(100)`` and Go's rule)."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError(f"{kind} name must be a non-empty string, got {name!r}")
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValidationError(f"{kind} name is {len(name)} characters; at most {MAX_NAME_LENGTH} allowed")
-    problem = text_problem(name)
-    if problem:
-        raise ValidationError(f"{kind} name {name!r} {problem}")
-    return name
+    return require_text(f"{kind} name", name, MAX_NAME_LENGTH)
 
 
 class RetryBackoff(StrEnum):

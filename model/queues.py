@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import ValidationError
-from .jsoncodec import as_utc, require_int, text_problem
+from .jsoncodec import as_utc, require_int, require_text
 
 # The namespaced key under ``options.metadata`` that holds Python-only job data (contract §4.1:
 # Go keeps metadata through its rewrites of options).
@@ -24,14 +24,7 @@ MAX_RATE = 100_000
 
 def validate_queue_name(name: Any) -> str:
     """1 to 100 characters of text that a ``VARCHAR(100)`` and a notification payload can hold."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError(f"queue name must be a non-empty string, got {name!r}")
-    if len(name) > MAX_QUEUE_NAME:
-        raise ValidationError(f"queue name is {len(name)} characters; at most {MAX_QUEUE_NAME} allowed")
-    problem = text_problem(name)
-    if problem:
-        raise ValidationError(f"queue name {name!r} {problem}")
-    return name
+    return require_text("queue name", name, MAX_QUEUE_NAME)
 
 
 def validate_queue_names(names: Any) -> list[str] | None:
@@ -59,14 +52,7 @@ def validate_priority(value: Any) -> int:
 
 
 def validate_unique_key(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError(f"unique_key must be a non-empty string, got {value!r}")
-    if len(value) > MAX_UNIQUE_KEY:
-        raise ValidationError(f"unique_key is {len(value)} characters; at most {MAX_UNIQUE_KEY} allowed")
-    problem = text_problem(value)
-    if problem:
-        raise ValidationError(f"unique_key {problem}")
-    return value
+    return require_text("unique_key", value, MAX_UNIQUE_KEY)
 
 
 def expiry_text(value: datetime) -> str:
