@@ -33,3 +33,27 @@ UNIQUE_KEY_OF = f"({_OWN} ->> 'unique_key')"
 EXPIRES_AT_OF = f"({_OWN} ->> 'expires_at')"
 # Now as the fixed-width text ``expiry_text`` writes, to compare with EXPIRES_AT_OF.
 NOW_EXPIRY_TEXT = f"""to_char({NOW_UTC}, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+# A job held for its dependencies (queuer.model.workflows.HELD_UNTIL_TEXT): never due, for Go too.
+HELD = "status = 'SCHEDULED' AND scheduled_at = timestamp '9999-12-31 00:00:00'"
+HELD_J = "j.status = 'SCHEDULED' AND j.scheduled_at = timestamp '9999-12-31 00:00:00'"
+
+
+def cancel_doomed() -> str:
+    """CTEs that archive CANCELLED every held job in ``doomed(rid, cause, cause_status)`` (a
+    recursive CTE the caller defines: the dependents of failed jobs, transitively), with an
+    error naming the dependency that broke it. Needs ``{job}`` and ``{job_archive}``."""
+    error = "'workflow: dependency ' || cause || ' ended ' || cause_status"
+    return f"""
+), doomed_one AS (
+    SELECT rid, min(cause::text) AS cause, min(cause_status) AS cause_status FROM doomed GROUP BY rid
+), doomed_moved AS (
+    DELETE FROM {{job}} AS j USING doomed_one AS x
+    WHERE j.rid = x.rid AND {HELD_J}
+    RETURNING j.*, x.cause, x.cause_status
+), doomed_archived AS (
+    INSERT INTO {{job_archive}} ({JOB_COLUMN_LIST})
+    SELECT {archive_move("'CANCELLED'", "results", "results_encrypted", error)} FROM doomed_moved
+    RETURNING id
+"""

@@ -17,6 +17,7 @@ from queuer.model import JOB_COLUMNS
 
 from .fragments import (
     EXPIRES_AT_OF,
+    HELD_J,
     JOB_COLUMN_LIST,
     NOW_EXPIRY_TEXT,
     NOW_UTC,
@@ -24,6 +25,7 @@ from .fragments import (
     QUEUE_OF,
     UNIQUE_KEY_OF,
     archive_move,
+    cancel_doomed,
 )
 
 _COLS = JOB_COLUMN_LIST
@@ -78,7 +80,7 @@ WITH done AS (
     INSERT INTO {{job_archive}} ({_COLS})
     SELECT {archive_move("new_status", "new_results::jsonb", "decode(new_enc, 'hex')", "new_error")}
     FROM moved
-    RETURNING id, status
+    RETURNING id, rid, status
 """
 _CYCLE_RETRY = f"""
 ), retried AS (
@@ -112,6 +114,7 @@ _ON_KEY_CONFLICT = f"ON CONFLICT ({UNIQUE_KEY_OF}) WHERE {UNIQUE_KEY_OF} IS NOT 
 _INSERT_UNIQUE = f"{_INSERT_INTO}VALUES ({_INSERT_VALUES})\n{_ON_KEY_CONFLICT}\nRETURNING {_COLS}\n"
 _INSERT_ROWS_UNIQUE = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\n{_ON_KEY_CONFLICT}\nRETURNING rid\n"
 _EXPIRED_MOVE = archive_move("'CANCELLED'", "results", "results_encrypted", "'expired'")
+_INSERT_ROWS = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\nRETURNING rid\n"
 _SELECT_BY_KEYS = f"SELECT {UNIQUE_KEY_OF} AS unique_key, {_COLS} FROM {{job}} WHERE {UNIQUE_KEY_OF} = ANY(%(keys)s::text[])"
 
 # Which jobs a worker may claim (§5.3), as a WHERE on ``job``: due, one of its tasks and
@@ -189,11 +192,43 @@ RETURNING {_CLAIM_COLS}
 
 def _cycle(*parts: str) -> str:
     text = "".join(parts) + _CLAIM
-    return text.replace("\nWITH ", "\nWITH RECURSIVE ", 1) if _NAMES in text else text
+    recursive = _NAMES in text or _CYCLE_FLOW in text
+    return text.replace("\nWITH ", "\nWITH RECURSIVE ", 1) if recursive else text
 
 
 # The claim of each shape of ``Claim`` (its ``shape``).
 _PICKS = {"any": _PICK_ANY, "listed": _PICK_LISTED, "merged": _PICK_MERGED}
+
+# Workflows (only when a finished job has dependents): in the statement that archives a job,
+# count down the waits of the jobs that depend on it when it SUCCEEDED and release those with
+# none left (QUEUED: their notification wakes the workers), or archive its dependents CANCELLED,
+# transitively, when it did not.
+_CYCLE_FLOW = f"""
+), flow_ended AS (
+    SELECT rid, status FROM archived
+), flow_counted AS (
+    UPDATE {{wait}} AS w SET remaining = w.remaining - x.n
+    FROM (SELECT d.job_rid, count(*) AS n FROM {{dependency}} AS d
+          JOIN flow_ended AS e ON e.rid = d.depends_on AND e.status = 'SUCCEEDED' GROUP BY d.job_rid) AS x
+    WHERE w.job_rid = x.job_rid
+    RETURNING w.job_rid, w.remaining
+), flow_released AS (
+    UPDATE {{job}} AS j SET status = 'QUEUED', scheduled_at = NULL
+    FROM flow_counted AS c WHERE j.rid = c.job_rid AND c.remaining <= 0 AND {HELD_J}
+    RETURNING j.id
+), doomed AS (
+    SELECT d.job_rid AS rid, e.rid AS cause, e.status AS cause_status
+    FROM {{dependency}} AS d JOIN flow_ended AS e ON e.rid = d.depends_on AND e.status <> 'SUCCEEDED'
+    UNION
+    SELECT d.job_rid, x.cause, x.cause_status FROM {{dependency}} AS d JOIN doomed AS x ON d.depends_on = x.rid
+{cancel_doomed()}"""
+# The parts of each kind of cycle: lean (only finishes and claims), full (retries, next
+# occurrences), flow (full, and workflow transitions).
+_PARTS = {
+    "lean": (_CYCLE_FINISH,),
+    "full": (_CYCLE_FINISH, _CYCLE_RETRY, _CYCLE_FOLLOW_UP),
+    "flow": (_CYCLE_FINISH, _CYCLE_FLOW, _CYCLE_RETRY, _CYCLE_FOLLOW_UP),
+}
 
 
 # Cancel: the archive move with status CANCELLED, results and error copied from the row (§5.8).
@@ -318,6 +353,7 @@ class NewJob(NamedTuple):
     parameters_keyed_encrypted: bytes = b""
     next_interval: str | None = None  # not a column: for validating the name before the write
     unique_key: str | None = None  # not a column: decides which insert writes it
+    depends_on: tuple[UUID, ...] = ()  # not a column: written as links (a workflow's tables)
 
 
 # Columns written by the COPY of add_jobs, in this order.
@@ -345,6 +381,8 @@ class JobTable:
             "job": sql.Identifier(schema, "job"),
             "job_archive": sql.Identifier(schema, "job_archive"),
             "queue_table": sql.Identifier(schema, "queuer_py_queue"),
+            "wait": sql.Identifier(schema, "queuer_py_wait"),
+            "dependency": sql.Identifier(schema, "queuer_py_dependency"),
         }
 
         def compose(template: str, **extra: sql.Composable) -> str:
@@ -354,6 +392,7 @@ class JobTable:
         self.insert_again = compose(_INSERT_AGAIN)
         self.insert_unique = compose(_INSERT_UNIQUE)
         self.insert_rows_unique = compose(_INSERT_ROWS_UNIQUE)
+        self.insert_rows = compose(_INSERT_ROWS)
         self.select_by_keys = compose(_SELECT_BY_KEYS)
         # Jobs nobody started before they expired: archived CANCELLED, error "expired".
         self.expire = compose(
@@ -367,10 +406,9 @@ class JobTable:
         # The cycle in four shapes: with retries and next occurrences or without (the common
         # cycle: fewer plan nodes to start for every execution), claiming from every queue or
         # from a list.
-        full = (_CYCLE_FINISH, _CYCLE_RETRY, _CYCLE_FOLLOW_UP)
         self.cycle = {
-            (is_full, shape): compose(_cycle(*(full if is_full else full[:1]), pick))
-            for is_full in (True, False)
+            (kind, shape): compose(_cycle(*parts, pick))
+            for kind, parts in _PARTS.items()
             for shape, pick in _PICKS.items()
         }
         self.cancel = compose(_CANCEL, where=sql.SQL("rid = %s"))

@@ -120,7 +120,7 @@ class QueueStore:
             if room > 0:
                 limited = claim._replace(limit=room, queues=[name], take_limited=True)
                 cur = await conn.execute(
-                    self._jobs.cycle[False, "listed"],
+                    self._jobs.cycle["lean", "listed"],
                     cycle_params(worker_id, worker_rid, [], [], [], limited),
                 )
                 jobs = [self._decode(dict(r)) for r in await cur.fetchall()]

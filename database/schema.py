@@ -20,7 +20,15 @@ log = logging.getLogger("queuer.schema")
 # One advisory lock key for every installer, so concurrent starts do not race on CREATE ... IF NOT EXISTS.
 SCHEMA_LOCK_KEY = zlib.crc32(b"queuer-schema-install")
 TABLES = ("job", "job_archive", "worker", "master")
-OWN_TABLES = ("queuer_py_worker", "queuer_py_queue", "queuer_py_queue_start")  # Python's own, beside Go's
+OWN_TABLES = (
+    "queuer_py_worker",
+    "queuer_py_queue",
+    "queuer_py_queue_start",
+    "queuer_py_workflow",
+    "queuer_py_member",
+    "queuer_py_wait",
+    "queuer_py_dependency",
+)  # Python's own, beside Go's
 CONNECT_TIMEOUT = 10  # seconds; the first contact with the server, where a user waits
 
 # True when the session's time zone shows UTC wall-clock time both in winter and in summer.
@@ -151,6 +159,7 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
             before = await _existing_tables(conn, config.schema)
             await conn.execute(load("schema_v1"), prepare=False)
             await conn.execute(_queues_sql(), prepare=False)
+            await conn.execute(load("workflows_v1"), prepare=False)
             created = [t for t in TABLES if t not in before]
             if created:
                 actions.append("created tables " + ", ".join(created))

@@ -54,6 +54,8 @@ from .pool import PoolType, UnreadableJson, connection_kwargs, make_pool, read_j
 from .queue_store import QueueStore
 from .queue_table import QueueTable
 from .worker_table import WorkerTable
+from .workflow_store import WorkflowStore
+from .workflow_table import WorkflowTable
 
 log = logging.getLogger("queuer.store")
 
@@ -103,6 +105,13 @@ class Store:
         self.workers = WorkerTable(config.schema)
         self.masters = MasterTable(config.schema)
         self.master = MasterStore(self.masters, self.execute, self.pool)
+        self.workflows = WorkflowStore(
+            WorkflowTable(config.schema),
+            self.jobs,
+            self.execute,
+            self.job_from_row,
+            codec.decrypt if codec is not None else None,
+        )
         self.queues = QueueStore(
             QueueTable(config.schema), self.jobs, self.execute, self.pool, self._claimed_job
         )
@@ -114,8 +123,8 @@ class Store:
         self._cycle: DirectConnection | None = None
         self._options: dict[str | None, Options | None] = {}  # decoded options by their text
         self._cycle_statements = {
-            (full, shape): DirectStatement(f"queuer_cycle{'' if full else '_lean'}_{shape}", text)
-            for (full, shape), text in self.jobs.cycle.items()
+            (kind, shape): DirectStatement(f"queuer_cycle_{kind}_{shape}", text)
+            for (kind, shape), text in self.jobs.cycle.items()
         }
         self._insert = DirectStatement("queuer_insert", self.jobs.insert)
 
@@ -234,8 +243,9 @@ class Store:
     def insert_job_blocking(self, conn: Connection[DictRow], new: NewJob) -> Job:
         """``add_job`` on a connection of the sync pool: the insert on libpq directly, one round trip
         and less client CPU than psycopg's execute (see ``queuer.database.direct``)."""
-        if new.unique_key:
-            return self.insert_job_on(conn.cursor(), new)
+        if new.unique_key or new.depends_on:
+            with conn.transaction():
+                return self.insert_job_on(conn.cursor(), new)
         rows = fetch_blocking(conn, self._insert, new._asdict(), prepare=not self.config.behind_pooler)
         return self.job_from_row(rows[0])
 
@@ -243,8 +253,9 @@ class Store:
         """``add_job_async`` on a pooled connection, the same way on the loop. Cancelled while its
         statement is in flight, the server is asked to cancel it and the pool closes the busy
         connection."""
-        if new.unique_key:
-            return await self.insert_job_on_async(conn.cursor(), new)
+        if new.unique_key or new.depends_on:
+            async with conn.transaction():
+                return await self.insert_job_on_async(conn.cursor(), new)
         direct = DirectConnection(conn, prepare=not self.config.behind_pooler)
         try:
             rows = await direct.fetch(self._insert, new._asdict())
@@ -307,10 +318,12 @@ class Store:
         requeued: Sequence[Requeued],
         follow_ups: Sequence[FollowUp],
         claim: Claim,
+        flow: bool = False,
     ) -> list[Job]:
         """One worker cycle as one statement (one round trip, one commit): archive the finished
         jobs, requeue the retried, insert next occurrences of recurring jobs, and claim new ones
-        as ``claim`` says, which it returns.
+        as ``claim`` says, which it returns. ``flow``: some finished job has dependents, whose
+        workflow moves on in the same statement.
 
         Finished rows leave ``job`` in the commit that marks their replacements RUNNING, so no
         committed state ever shows more RUNNING rows for this worker than its slots.
@@ -332,7 +345,10 @@ class Store:
             )
         try:
             rows = await self._cycle.fetch(
-                self._cycle_statements[bool(requeued or follow_ups), claim.shape], params
+                self._cycle_statements[
+                    "flow" if flow else "full" if requeued or follow_ups else "lean", claim.shape
+                ],
+                params,
             )
         except BaseException:  # an error, or cancelled mid-statement: its state is unknown
             await self._release_cycle_connection()
@@ -476,6 +492,9 @@ class Store:
         return await run_steps_async(cur, self._unique_batch_steps(news))
 
     def _insert_steps(self, new: NewJob) -> Steps[Job]:
+        if new.depends_on:
+            rows = yield from self.workflows.dependent_steps(new, self.jobs.insert)
+            return self.job_from_row(rows[0])
         for _ in range(UNIQUE_TRIES):
             rows = yield (self.jobs.insert_unique if new.unique_key else self.jobs.insert), new._asdict()
             if rows:
@@ -538,7 +557,10 @@ class Store:
         rows = await self.execute(self.jobs.cancel, (rid,))
         if not rows:
             raise JobNotFoundError(f"Job not found: no queued, scheduled or running job with rid {rid}")
-        return self.job_from_row(rows[0])
+        job = self.job_from_row(rows[0])
+        if job.options is not None and job.options.flow is not None and job.options.flow.dependents:
+            await self.workflows.sweep()  # the jobs waiting for it are cancelled with it
+        return job
 
     async def cancel_by_worker(self, worker_rid: UUID) -> list[Job]:
         """Archive every job in ``job`` that names this worker as CANCELLED, in one statement."""

@@ -30,6 +30,16 @@ from .job import (
 from .options import OnError, Options, RetryBackoff, Schedule, may_run_again, validate_name
 from .queues import DEFAULT_QUEUE, QueueInfo, QueueLimits, validate_queue_name, validate_queue_names
 from .worker import Master, MasterSettings, Worker, WorkerStatus
+from .workflows import (
+    FlowLink,
+    Group,
+    PassResults,
+    Step,
+    Workflow,
+    WorkflowStatus,
+    result_value,
+    stages_of,
+)
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -40,6 +50,8 @@ __all__ = [
     "DatabaseConnectionError",
     "DecryptionError",
     "DuplicateTaskError",
+    "FlowLink",
+    "Group",
     "Job",
     "JobEvent",
     "JobNotFoundError",
@@ -49,6 +61,7 @@ __all__ = [
     "NotSerializableError",
     "OnError",
     "Options",
+    "PassResults",
     "QueueInfo",
     "QueueLimits",
     "QueuerError",
@@ -56,18 +69,23 @@ __all__ = [
     "RetryBackoff",
     "Schedule",
     "SchemaMissingError",
+    "Step",
     "UnknownTaskError",
     "ValidationError",
     "WaitTimeoutError",
     "Worker",
     "WorkerNotFoundError",
     "WorkerStatus",
+    "Workflow",
+    "WorkflowStatus",
     "may_run_again",
     "new_job",
     "new_options",
     "new_worker",
     "new_worker_with_options",
+    "result_value",
     "results_of",
+    "stages_of",
     "uuid7",
     "uuid7_batch",
     "validate_name",

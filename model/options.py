@@ -12,6 +12,7 @@ from uuid import UUID
 from .errors import ValidationError
 from .jsoncodec import (
     MAX_SECONDS,
+    as_rid,
     as_utc,
     duration_to_nanos,
     nanos_to_duration,
@@ -33,6 +34,7 @@ from .queues import (
     validate_queue_name,
     validate_unique_key,
 )
+from .workflows import FlowLink
 
 MAX_NAME_LENGTH = 100
 
@@ -248,6 +250,8 @@ class Options(QueuerPyNames):
     priority: int = 0
     unique_key: str | None = None
     expires_at: datetime | None = None
+    depends_on: tuple[UUID, ...] = ()
+    flow: FlowLink | None = None  # set by workflows, see queuer.model.workflows
 
     def __post_init__(self) -> None:
         if self.on_error is not None and not isinstance(self.on_error, OnError):
@@ -269,6 +273,14 @@ class Options(QueuerPyNames):
             validate_priority(self.priority)
         if self.unique_key is not None:
             validate_unique_key(self.unique_key)
+        if self.depends_on:
+            if isinstance(self.depends_on, str | bytes | UUID):
+                raise ValidationError("depends_on must be a list of job rids")
+            object.__setattr__(
+                self, "depends_on", tuple(as_rid(r, "depends_on rid") for r in self.depends_on)
+            )
+        if self.flow is not None and not isinstance(self.flow, FlowLink):
+            raise ValidationError("options.flow is set by workflows only")
         if self.expires_at is not None:
             if not isinstance(self.expires_at, datetime):
                 raise ValidationError(f"expires_at must be a datetime, got {type(self.expires_at).__name__}")
@@ -310,6 +322,10 @@ class Options(QueuerPyNames):
             data["unique_key"] = self.unique_key
         if self.expires_at is not None:
             data["expires_at"] = expiry_text(self.expires_at)
+        if self.depends_on:
+            data["depends_on"] = [str(r) for r in self.depends_on]
+        if self.flow is not None:
+            data.update(self.flow.to_json())
         return data
 
     def to_json(self) -> dict[str, Any]:
@@ -369,6 +385,12 @@ def _routing_from_json(routing: Any) -> dict[str, Any]:
     if type(expires) is str:
         with contextlib.suppress(ValidationError):
             values["expires_at"] = rfc3339_to_time(expires)
+    depends = routing.get("depends_on")
+    if isinstance(depends, list):
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            values["depends_on"] = tuple(UUID(r) for r in depends)
+    if "workflow" in routing or "dependents" in routing or "pass_results" in routing:
+        values["flow"] = FlowLink.from_json(routing)
     return values
 
 

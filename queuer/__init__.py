@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _MODEL = (
-    "BatchJob BatchResult QueueInfo QueueLimits Job JobEvent JobStatus Master MasterSettings OnError Options RetryBackoff Schedule Worker "
+    "BatchJob BatchResult QueueInfo QueueLimits Step Group Workflow WorkflowStatus Job JobEvent JobStatus Master MasterSettings OnError Options RetryBackoff Schedule Worker "
     "WorkerStatus new_job new_options new_worker new_worker_with_options ConfigurationError "
     "DatabaseConnectionError DecryptionError DuplicateTaskError JobNotFoundError NotSerializableError "
     "QueuerError QueuerStateError SchemaMissingError UnknownTaskError ValidationError WaitTimeoutError WorkerNotFoundError"
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         DatabaseConnectionError,
         DecryptionError,
         DuplicateTaskError,
+        Group,
         Job,
         JobEvent,
         JobNotFoundError,
@@ -68,12 +69,15 @@ if TYPE_CHECKING:
         RetryBackoff,
         Schedule,
         SchemaMissingError,
+        Step,
         UnknownTaskError,
         ValidationError,
         WaitTimeoutError,
         Worker,
         WorkerNotFoundError,
         WorkerStatus,
+        Workflow,
+        WorkflowStatus,
         new_job,
         new_options,
         new_worker,
@@ -94,6 +98,7 @@ __all__ = [
     "DatabaseConnectionError",
     "DecryptionError",
     "DuplicateTaskError",
+    "Group",
     "Job",
     "JobEvent",
     "JobNotFoundError",
@@ -111,6 +116,7 @@ __all__ = [
     "RetryBackoff",
     "Schedule",
     "SchemaMissingError",
+    "Step",
     "Task",
     "UnknownTaskError",
     "ValidationError",
@@ -118,6 +124,8 @@ __all__ = [
     "Worker",
     "WorkerNotFoundError",
     "WorkerStatus",
+    "Workflow",
+    "WorkflowStatus",
     "connect",
     "connect_with_db",
     "current_job_rid",

@@ -52,6 +52,7 @@ from .queues import QueueOperations
 from .subscribers import EventCallback, Kind, Subscribers
 from .tasks import TaskRef, TaskRegistry
 from .twins import blocking
+from .workflows import WorkflowOperations
 
 log = logging.getLogger("queuer")
 
@@ -82,7 +83,7 @@ def open_clients() -> list[Client]:
     return list(_open_clients)
 
 
-class Client(QueueOperations):
+class Client(QueueOperations, WorkflowOperations):
     """A connection to one queuer database for producers: enqueue, read, wait, cancel, listen.
 
     It never registers a worker, so web apps, scripts and admin tools can use it freely. Build it

@@ -7,6 +7,7 @@ process is registered by some worker in the database (one query the first time a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -15,11 +16,15 @@ import psycopg
 
 from queuer.database import NewJob
 from queuer.database.store import Store
+from queuer.database.workflow_store import HELD_UNTIL, Links
 from queuer.model import (
     BatchJob,
+    FlowLink,
     JobStatus,
     OnError,
     Options,
+    PassResults,
+    Step,
     UnknownTaskError,
     ValidationError,
     uuid7,
@@ -111,10 +116,58 @@ class JobBuilder:
                     params_json = dumps(params, "parameters")
                     news.append(NewJob(rids[index], default_options, name, params_json, "{}", queued, None))
                 else:
-                    news.append(self.encode(item.options, name, params, keyed, rids[index], parent))
+                    new = self.encode(item.options, name, params, keyed, rids[index], parent)
+                    if new.depends_on:
+                        raise ValidationError("add_jobs takes no depends_on: add such jobs with add_job")
+                    news.append(new)
             except ValidationError as exc:
                 raise type(exc)(f"batch item {index}: {exc}") from exc
         return news
+
+    def workflow(self, stages: list[list[Step]], kind: str) -> tuple[list[NewJob], Links]:
+        """The jobs and links of a workflow whose stages run one after the other: every job of a
+        stage waits for every job of the stage before it (held until then) and receives its
+        result (a list of results after a group) first, unless its step says not to."""
+        rid = uuid7()
+        parent = current_job_rid.get()
+        news: list[NewJob] = []
+        links = Links(rid, kind, [], [], [])
+        before: list[UUID] = []
+        for number, stage in enumerate(stages):
+            current: list[UUID] = []
+            last = number == len(stages) - 1
+            for step in stage:
+                try:
+                    new = self._step(step, number, before, rid, last, parent)
+                except ValidationError as exc:
+                    raise type(exc)(f"{kind} step {len(news)}: {exc}") from exc
+                if before:
+                    new = new._replace(status=JobStatus.SCHEDULED.value, scheduled_at=HELD_UNTIL)
+                    links.dependencies.extend((new.rid, dep, pos) for pos, dep in enumerate(before))
+                    links.waits.append((new.rid, len(before)))
+                links.members.append((len(news), number, new.rid))
+                news.append(new)
+                current.append(new.rid)
+            before = current
+        return news, links
+
+    def _step(
+        self, step: Step, number: int, before: list[UUID], workflow: UUID, last: bool, parent: UUID | None
+    ) -> NewJob:
+        options = step.options or Options()
+        if not isinstance(options, Options):
+            raise ValidationError(f"options must be an Options, got {type(options).__name__}")
+        if options.schedule is not None or options.unique_key is not None or options.depends_on:
+            raise ValidationError("a workflow step takes no schedule, unique_key or depends_on")
+        passing = None
+        if before and step.pass_result:
+            passing = PassResults.PREVIOUS if len(before) == 1 else PassResults.ALL
+        flow = FlowLink(workflow=workflow, dependents=not last, pass_results=passing)
+        name = self.registry.name_of(step.task)
+        local = self.registry.tasks.get(name)
+        if local is not None:  # the result it will receive counts as its first argument
+            local.check_call([None, *step.args] if passing else list(step.args), step.kwargs)
+        return self.encode(replace(options, flow=flow), name, step.args, step.kwargs, uuid7(), parent)
 
     def one(
         self, options: Options | None, task: TaskRef, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -137,6 +190,7 @@ class JobBuilder:
     ) -> NewJob:
         schedule = None
         unique_key = None
+        depends_on: tuple[UUID, ...] = ()
         if options is None and parent is None:
             options_json = self.default_options_json
         else:
@@ -146,6 +200,9 @@ class JobBuilder:
             opts.check_new(datetime.now(UTC))
             schedule = opts.schedule
             unique_key = opts.unique_key
+            depends_on = opts.depends_on
+            if depends_on and (schedule is not None or unique_key is not None):
+                raise ValidationError("a job with depends_on takes no schedule and no unique_key")
             options_json = dumps(opts.to_json(), "options")
         if kwargs and any(type(k) is not str for k in kwargs):
             raise ValidationError("keyword parameter names must be strings")
@@ -159,5 +216,6 @@ class JobBuilder:
             scheduled_at=naive_utc(schedule.start) if schedule else None,
             next_interval=schedule.next_interval if schedule else None,
             unique_key=unique_key,
+            depends_on=depends_on,
         )
         return self.store.seal(new)

@@ -97,6 +97,10 @@ class MasterRole:
         expired = await self.store.expire_jobs()
         if expired:
             log.info("expiry: %d job(s) not started in time archived CANCELLED", expired)
+        released, cancelled = await self.store.workflows.sweep()
+        if released or cancelled:
+            log.info("workflows: %d held job(s) released, %d cancelled by the sweep", released, cancelled)
+        await self.store.workflows.forget()
         # A producer's big batch: autovacuum may come minutes later.
         await self.store.refresh_statistics("many_changes")
         if s.retention_archive > timedelta(0) and not self._hypertable:

@@ -27,7 +27,7 @@ import psycopg
 
 from queuer.database.job_table import NOTHING, Claim, Finished, FollowUp, Requeued
 from queuer.database.store import Store
-from queuer.model import Job, JobStatus, OnError, WorkerStatus
+from queuer.model import Job, JobStatus, OnError, PassResults, WorkerStatus
 
 from .claims import QueuePlan, Segment
 from .loop import reraise_if_cancelled
@@ -319,7 +319,10 @@ class Runtime:
             if new is not None:
                 follow_ups.append(FollowUp(o.job.id, new))
         claim = self._claim(claim_limit, queues)
-        return await self.store.cycle(self.worker_id, self.worker_rid, finished, retried, follow_ups, claim)
+        flow = any(o.job.options and o.job.options.flow and o.job.options.flow.dependents for o in batch)
+        return await self.store.cycle(
+            self.worker_id, self.worker_rid, finished, retried, follow_ups, claim, flow=bool(flow)
+        )
 
     async def _recover(self) -> None:
         """After a failed cycle: drop dead pooled connections, and put back any job the database
@@ -397,8 +400,34 @@ class Runtime:
         if log.isEnabledFor(logging.INFO):
             log.info("job %s %s started (attempt %d)", job.rid, job.task_name, job.attempts)
         on_error = (job.options.on_error if job.options else None) or self.default_on_error
-        runner = asyncio.get_running_loop().create_task(self._run(job, run_job(task, job, on_error)))
+        work = run_job(task, job, on_error)
+        flow = job.options.flow if job.options else None
+        if flow is not None and flow.pass_results is not None:
+            work = self._with_results(job, flow.pass_results, work)
+        runner = asyncio.get_running_loop().create_task(self._run(job, work))
         self.running[job.id] = (job, runner)
+
+    async def _with_results(
+        self, job: Job, passing: PassResults, work: Coroutine[Any, Any, Outcome]
+    ) -> Outcome:
+        """A workflow step gets what the jobs before it returned as its first argument: the one
+        result, or (after a group) the list of them."""
+        try:
+            results = await self.store.workflows.results_for(job.rid)
+        except psycopg.Error as exc:  # the database is away: back to the queue, run it later
+            work.close()
+            reraise_if_cancelled()
+            return Outcome(
+                job, JobStatus.QUEUED, error=str(exc), retry_at=datetime.now(UTC) + timedelta(seconds=1)
+            )
+        except BaseException:
+            work.close()
+            raise
+        job.parameters = [
+            results[0] if passing is PassResults.PREVIOUS and results else results,
+            *job.parameters,
+        ]
+        return await work
 
     async def _run(self, job: Job, work: Coroutine[Any, Any, Outcome]) -> None:
         try:

@@ -304,7 +304,7 @@ def test_each_claim_walks_an_index_and_reads_few_rows_whatever_the_backlog(
     table = JobTable("public")
 
     def explain(claim: Claim) -> tuple[int, list[str], int]:
-        text, names = to_positional(table.cycle[False, claim.shape])
+        text, names = to_positional(table.cycle["lean", claim.shape])
         params = cycle_params(1, uuid.uuid4(), [], [], [], claim)
         values = [encode_param(params[n]) for n in names]
         literal = ", ".join(

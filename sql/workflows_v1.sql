@@ -1,0 +1,32 @@
+-- Workflows: chains, groups, chords and dependencies. Python's own tables (Go never reads them);
+-- the jobs themselves are ordinary rows of job, a held one SCHEDULED at 9999-12-31 until released.
+CREATE TABLE IF NOT EXISTS queuer_py_workflow (
+    rid UUID PRIMARY KEY,
+    kind VARCHAR(10) NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
+);
+
+CREATE TABLE IF NOT EXISTS queuer_py_member (
+    workflow_rid UUID NOT NULL,
+    position INT NOT NULL,
+    stage INT NOT NULL,
+    job_rid UUID NOT NULL,
+    PRIMARY KEY (workflow_rid, position)
+);
+CREATE INDEX IF NOT EXISTS queuer_py_member_job ON queuer_py_member (job_rid);
+
+-- A held job and how many of its dependencies have not succeeded yet. Counted down in the
+-- statement that archives a dependency (row locks make concurrent archives count correctly).
+CREATE TABLE IF NOT EXISTS queuer_py_wait (
+    job_rid UUID PRIMARY KEY,
+    remaining INT NOT NULL
+);
+
+-- Which job waits for which (position: the order of results a step receives).
+CREATE TABLE IF NOT EXISTS queuer_py_dependency (
+    job_rid UUID NOT NULL,
+    depends_on UUID NOT NULL,
+    position INT NOT NULL,
+    PRIMARY KEY (job_rid, depends_on)
+);
+CREATE INDEX IF NOT EXISTS queuer_py_dependency_on ON queuer_py_dependency (depends_on);
