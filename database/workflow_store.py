@@ -11,7 +11,8 @@ from uuid import UUID
 
 from psycopg.rows import DictRow
 
-from queuer.model import Job, JobNotFoundError, ValidationError, Workflow, result_value
+from queuer.model import Job, JobNotFoundError, Progress, ValidationError, Workflow, result_value
+from queuer.model.job import utc_or_none
 
 from .job_table import JobTable, NewJob, json_row
 from .workflow_table import WorkflowTable
@@ -91,8 +92,23 @@ class WorkflowStore:
         return (rows[0]["released"], rows[0]["cancelled"]) if rows else (0, 0)
 
     async def forget(self) -> None:
-        """Drop the links of jobs that are no longer held or have ended."""
+        """Drop the links and progress of jobs that are no longer held or have ended."""
         await self._execute(self._table.forget, {})
+        await self._execute(self._table.forget_progress, {})
+
+    async def write_progress(self, rid: UUID, fraction: float, message: str) -> None:
+        await self._execute(
+            self._table.write_progress, {"rid": rid, "fraction": fraction, "message": message}
+        )
+
+    async def progress_of(self, job: Job) -> Job:
+        """The job with the progress its task last reported, if any."""
+        rows = await self._execute(self._table.read_progress, {"rid": job.rid})
+        if rows:
+            job.progress = Progress(
+                rows[0]["fraction"], rows[0]["message"], utc_or_none(rows[0]["updated_at"])
+            )
+        return job
 
     async def results_for(self, rid: UUID) -> list[Any]:
         """The results of the jobs ``rid`` waited for, each as its task's return value, in order."""

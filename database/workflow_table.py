@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from .fragments import HELD, HELD_J, JOB_COLUMN_LIST, cancel_doomed
+from .fragments import HELD, HELD_J, JOB_COLUMN_LIST, NOW_UTC, cancel_doomed
 
 _COLS = JOB_COLUMN_LIST
 
@@ -101,6 +101,20 @@ WHERE m.workflow_rid = %(rid)s ORDER BY m.position
 """
 
 
+PROGRESS_CHANNEL = "queuer_py_progress"  # NOTIFY: {"rid", "fraction", "message"}
+_WRITE_PROGRESS = f"""
+WITH p AS (
+    INSERT INTO {{progress}} AS cur (job_rid, fraction, message, updated_at)
+    VALUES (%(rid)s, %(fraction)s, %(message)s, {NOW_UTC})
+    ON CONFLICT (job_rid) DO UPDATE SET fraction = EXCLUDED.fraction, message = EXCLUDED.message,
+        updated_at = EXCLUDED.updated_at
+    RETURNING job_rid, fraction, message
+)
+SELECT pg_notify('{PROGRESS_CHANNEL}', json_build_object('rid', job_rid, 'fraction', fraction, 'message', message)::text)
+FROM p
+"""
+
+
 class WorkflowTable:
     """Composed statements for one schema."""
 
@@ -114,6 +128,7 @@ class WorkflowTable:
                 ("member", "queuer_py_member"),
                 ("wait", "queuer_py_wait"),
                 ("dependency", "queuer_py_dependency"),
+                ("progress", "queuer_py_progress"),
             )
         }
 
@@ -127,4 +142,12 @@ class WorkflowTable:
         self.forget = compose(_FORGET)
         self.results = compose(_RESULTS)
         self.members = compose(_MEMBERS)
+        self.write_progress = compose(_WRITE_PROGRESS)
+        self.read_progress = compose(
+            "SELECT fraction, message, updated_at FROM {progress} WHERE job_rid = %(rid)s"
+        )
+        # Progress of ended jobs is dropped by the master with the other links.
+        self.forget_progress = compose(
+            "DELETE FROM {progress} AS p WHERE EXISTS (SELECT 1 FROM {job_archive} WHERE rid = p.job_rid)"
+        )
         self.kind = compose("SELECT kind FROM {workflow} WHERE rid = %(rid)s")

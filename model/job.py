@@ -58,6 +58,24 @@ def utc_or_none(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """A running task's own account of how far it is: ``fraction`` from 0 to 1 and a message."""
+
+    fraction: float
+    message: str = ""
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What a progress notification carries."""
+
+    rid: UUID
+    fraction: float
+    message: str
+
+
 @dataclass
 class Job:
     """One job. ``results`` is None for failed jobs (as Go writes them)."""
@@ -82,6 +100,8 @@ class Job:
     # Not a column: True when add_job found a job with the same unique key and wrote nothing;
     # this record is then that existing job.
     duplicate: bool = False
+    # Not a column: what the running task last reported (queuer.report_progress), where read.
+    progress: Progress | None = None
 
     @property
     def queue(self) -> str:

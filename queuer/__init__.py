@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _MODEL = (
-    "BatchJob BatchResult QueueInfo QueueLimits Step Group Workflow WorkflowStatus Job JobEvent JobStatus Master MasterSettings OnError Options RetryBackoff Schedule Worker "
+    "BatchJob BatchResult QueueInfo QueueLimits Step Group Workflow WorkflowStatus Progress ProgressEvent Job JobEvent JobStatus Master MasterSettings OnError Options RetryBackoff Schedule Worker "
     "WorkerStatus new_job new_options new_worker new_worker_with_options ConfigurationError "
     "DatabaseConnectionError DecryptionError DuplicateTaskError JobNotFoundError NotSerializableError "
     "QueuerError QueuerStateError SchemaMissingError UnknownTaskError ValidationError WaitTimeoutError WorkerNotFoundError"
@@ -28,6 +28,7 @@ _HOME: dict[str, str] = {
     "new_queuer": "queuer.core",
     "new_queuer_with_db": "queuer.core",
     "current_job_rid": "queuer.runner",
+    "report_progress": "queuer.progress",
     "Task": "queuer.tasks",
     "new_task": "queuer.tasks",
     "new_task_with_name": "queuer.tasks",
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
         NotSerializableError,
         OnError,
         Options,
+        Progress,
+        ProgressEvent,
         QueueInfo,
         QueueLimits,
         QueuerError,
@@ -86,6 +89,7 @@ if TYPE_CHECKING:
 
     from .client import Client, connect, connect_with_db
     from .core import Queuer, new_queuer, new_queuer_with_db
+    from .progress import report_progress
     from .runner import current_job_rid
     from .tasks import Task, new_task, new_task_with_name
 
@@ -108,6 +112,8 @@ __all__ = [
     "NotSerializableError",
     "OnError",
     "Options",
+    "Progress",
+    "ProgressEvent",
     "QueueInfo",
     "QueueLimits",
     "Queuer",
@@ -137,4 +143,5 @@ __all__ = [
     "new_task_with_name",
     "new_worker",
     "new_worker_with_options",
+    "report_progress",
 ]

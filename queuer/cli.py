@@ -247,6 +247,40 @@ def cmd_queue(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_workflow(args: argparse.Namespace) -> int:
+    """``workflow show RID``: a chain or group, its status, and each member in order."""
+    with _client(args) as client:
+        workflow = client.get_workflow(args.rid)
+    rows = [
+        {
+            "position": i,
+            "rid": str(m.rid),
+            "task_name": m.task_name,
+            "status": m.status.value,
+            "attempts": m.attempts,
+            "error": m.error,
+        }
+        for i, m in enumerate(workflow.members)
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "rid": str(workflow.rid),
+                    "kind": workflow.kind,
+                    "status": workflow.status.value,
+                    "members": rows,
+                    "results": _plain(workflow.results),
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(f"{workflow.kind} {workflow.rid}: {workflow.status.value}")
+        print(_table(rows, ("position", "rid", "task_name", "status", "attempts", "error")))
+    return 0
+
+
 def cmd_readd(args: argparse.Namespace) -> int:
     return _run(args, lambda c: c.readd_job_from_archive(args.rid))
 
@@ -311,6 +345,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         q.update_worker(name=args.name, max_concurrency=args.concurrency)
     if args.queues:
         q.set_queues(args.queues)
+    if args.include:
+        q.include(*args.include.split(","))
     stopping = threading.Event()
 
     def on_signal(signum: int, _: Any) -> None:
@@ -391,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--master", action="store_true", help=argparse.SUPPRESS
     )  # the default now; kept for scripts
     p.add_argument("--queues", help="queues to consume, in order of precedence (default: every queue)")
+    p.add_argument("--include", help="modules or packages to import before starting (comma-separated)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get at stop")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_worker)
@@ -441,6 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=int, help="limit: at most this many starts per --per seconds")
     p.add_argument("--per", type=float, default=1.0, help="limit: the rate's period in seconds (default 1)")
     p.set_defaults(func=cmd_queue)
+
+    p = sub.add_parser("workflow", parents=[common], help="show a chain or group and its members")
+    p.add_argument("action", choices=("show",))
+    p.add_argument("rid", type=_rid)
+    p.set_defaults(func=cmd_workflow)
 
     p = sub.add_parser("readd", parents=[common], help="enqueue an archived job again (new rid)")
     p.add_argument("rid", type=_rid)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import inspect
+import json
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ from queuer.database.encryption import PgpCodec
 from queuer.database.listener import Listener, parse_payload
 from queuer.database.schema import schema_installed
 from queuer.database.store import Refresh, Store
+from queuer.database.workflow_table import PROGRESS_CHANNEL
 from queuer.model import (
     BatchJob,
     BatchResult,
@@ -37,6 +39,7 @@ from queuer.model import (
     Master,
     OnError,
     Options,
+    ProgressEvent,
     QueuerStateError,
     SchemaMissingError,
     ValidationError,
@@ -115,6 +118,7 @@ class Client(QueueOperations, WorkflowOperations):
         self._store = Store(db_config, pool_size, codec, encrypt_parameters)
         self._builder = JobBuilder(self.registry, self._store, on_error)
         self._subscribers = Subscribers(self._spawn)
+        self._progress_listeners: list[Callable[[ProgressEvent], Any]] = []
         self._listener: Listener | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -227,7 +231,8 @@ class Client(QueueOperations, WorkflowOperations):
 
     def _listening_channels(self) -> set[str]:
         """The channels this client needs now (a worker may need fewer, see Queuer)."""
-        return {"job", "job_archive"} if self._subscribers.wants_job_channel else {"job_archive"}
+        channels = {"job", "job_archive"} if self._subscribers.wants_job_channel else {"job_archive"}
+        return channels | ({PROGRESS_CHANNEL} if self._progress_listeners else set())
 
     def _update_channels(self) -> None:
         if self._listener is not None:
@@ -235,6 +240,9 @@ class Client(QueueOperations, WorkflowOperations):
 
     def _on_notify(self, channel: str, payload: str) -> None:
         """Decode a notification only when someone needs its rid or status."""
+        if channel == PROGRESS_CHANNEL:
+            self._deliver_progress(payload)
+            return
         if self._subscribers.needs(channel, payload) and (event := parse_payload(channel, payload)):
             self._subscribers.deliver(event)
 
@@ -275,6 +283,30 @@ class Client(QueueOperations, WorkflowOperations):
                 await asyncio.get_running_loop().run_in_executor(None, notify_function, job)
 
         return deliver
+
+    def listen_for_progress(self, callback: Callable[[ProgressEvent], Any]) -> Callable[[], None]:
+        """Call ``callback(ProgressEvent)`` whenever a running task reports progress (any worker
+        process). Returns a function that unsubscribes. Sync callbacks run in a thread."""
+        if not callable(callback):
+            raise ValidationError("callback must be callable")
+        self._progress_listeners.append(callback)
+        self._loop.call(self._ensure_listener())
+        self._loop.loop.call_soon_threadsafe(self._update_channels)
+
+        def unsubscribe() -> None:
+            if callback in self._progress_listeners:
+                self._progress_listeners.remove(callback)
+
+        return unsubscribe
+
+    def _deliver_progress(self, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+            event = ProgressEvent(UUID(data["rid"]), float(data["fraction"]), str(data["message"]))
+        except (ValueError, KeyError, TypeError):
+            return
+        for callback in list(self._progress_listeners):
+            self._spawn(_call_listener(callback, event))
 
     def listen_for_job_insert(
         self, callback: EventCallback | None = None, *, notify_function: JobCallback | None = None
@@ -475,7 +507,10 @@ class Client(QueueOperations, WorkflowOperations):
     # -- reading --------------------------------------------------------------------------------
     async def get_job_async(self, rid: UUID | str) -> Job:
         """The job with ``rid`` from ``job`` (queued, scheduled or running)."""
-        return await self._loop.call_async(self._store.get_job(as_rid(rid), ended=False))
+        return await self._loop.call_async(self._with_progress(self._store.get_job(as_rid(rid), ended=False)))
+
+    async def _with_progress(self, read: Coroutine[Any, Any, Job]) -> Job:
+        return await self._store.workflows.progress_of(await read)
 
     async def get_job_ended_async(self, rid: UUID | str) -> Job:
         """The job with ``rid`` from ``job_archive`` (succeeded, failed or cancelled)."""
@@ -484,7 +519,7 @@ class Client(QueueOperations, WorkflowOperations):
     async def find_job_async(self, rid: UUID | str) -> Job:
         """The job with ``rid`` wherever it is: in ``job`` while it waits or runs, in
         ``job_archive`` once it ended. Raises ``JobNotFoundError`` when it is in neither."""
-        return await self._loop.call_async(self._store.find_job(as_rid(rid)))
+        return await self._loop.call_async(self._with_progress(self._store.find_job(as_rid(rid))))
 
     async def get_jobs_async(
         self,
@@ -653,6 +688,17 @@ class Client(QueueOperations, WorkflowOperations):
     stop_worker = blocking(stop_worker_async)
     stop_worker_gracefully = blocking(stop_worker_gracefully_async)
     wait_for_job_finished = blocking(wait_for_job_finished_async)
+
+
+async def _call_listener(callback: Callable[[Any], Any], event: Any) -> None:
+    """A listener's callback: async on the loop, sync in a thread; one that raises is logged."""
+    try:
+        if inspect.iscoroutinefunction(callback):
+            await callback(event)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, callback, event)
+    except Exception:
+        log.exception("a listener's callback raised")
 
 
 def _check_page(last_id: int, entries: int, search: str | None) -> None:

@@ -22,6 +22,7 @@ from queuer.database import DatabaseConfiguration
 from queuer.database.listener import parse_payload
 from queuer.database.queue_table import CHANNEL as QUEUE_CHANNEL
 from queuer.database.store import Refresh
+from queuer.database.workflow_table import PROGRESS_CHANNEL
 from queuer.model import (
     JobStatus,
     MasterSettings,
@@ -36,6 +37,8 @@ from queuer.model import (
 from queuer.model.jsoncodec import dumps
 
 from .client import ANALYZE_AFTER, Client, env_encryption
+from .discovery import check_includes, import_all
+from .hooks import Callback, Hooks, check_callable
 from .master import MasterRole
 from .runner import in_task_process
 from .runtime import Runtime, RuntimeSettings
@@ -81,9 +84,11 @@ class Queuer(Client):
         encrypt_parameters: bool = False,
         old_encryption_keys: Sequence[str] = (),
         queues: Sequence[str] | None = None,
+        include: Sequence[str] | None = None,
     ) -> None:
         validate_name("worker", name)
         self.queues = validate_queue_names(queues)
+        self.includes = check_includes(include)
         _check_concurrency(max_concurrency)
         if len(on_error) > 1 or any(not isinstance(o, OnError) for o in on_error):
             raise ValidationError("pass at most one OnError as the worker's default")
@@ -99,6 +104,7 @@ class Queuer(Client):
         # there it is a client and never a worker (no row, nothing started).
         self._task_process = in_task_process()
         self._queued_seen = 0  # QUEUED/SCHEDULED notifications since the last refresh began
+        self.hooks = Hooks()
         self._runtime: Runtime | None = None
         self._master: MasterRole | None = None
         self._master_task: asyncio.Task[None] | None = None
@@ -137,47 +143,87 @@ class Queuer(Client):
         return self.registry.next_intervals
 
     # -- tasks ----------------------------------------------------------------------------------
-    def add_task(self, fn: Callable[P, R], *, process: bool | None = None) -> Task[P, R]:
+    def add_task(
+        self,
+        fn: Callable[P, R],
+        *,
+        process: bool | None = None,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
+    ) -> Task[P, R]:
         """Register ``fn`` under its ``__name__`` and return the ``Task`` (callable as ``fn``).
 
         ``process=True`` runs a plain function in a process of its own, so a timeout or a
         cancellation can kill it (the function must be picklable: defined at module level).
-        The default comes from the queuer's ``process_tasks`` setting."""
-        return self._register(fn, None, process)
+        The default comes from the queuer's ``process_tasks`` setting. ``on_success`` and
+        ``on_failure`` are called with the ended ``Job`` when a job of this task SUCCEEDED or
+        FAILED (after its retries) in this worker."""
+        return self._register(fn, None, process, on_success, on_failure)
 
-    def add_task_with_name(self, fn: Callable[P, R], name: str, *, process: bool | None = None) -> Task[P, R]:
+    def add_task_with_name(
+        self,
+        fn: Callable[P, R],
+        name: str,
+        *,
+        process: bool | None = None,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
+    ) -> Task[P, R]:
         """Register ``fn`` under an explicit name (the routing key shared with Go workers)."""
-        return self._register(fn, name, process)
+        return self._register(fn, name, process, on_success, on_failure)
 
     @overload
     def task(self, fn: Callable[P, R], /) -> Callable[P, R]: ...
 
     @overload
     def task(
-        self, /, *, name: str | None = None, process: bool | None = None
+        self,
+        /,
+        *,
+        name: str | None = None,
+        process: bool | None = None,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
-    def task(self, fn: Any = None, /, *, name: str | None = None, process: bool | None = None) -> Any:
+    def task(
+        self,
+        fn: Any = None,
+        /,
+        *,
+        name: str | None = None,
+        process: bool | None = None,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
+    ) -> Any:
         """Decorator form of ``add_task``: ``@q.task``, ``@q.task()`` or ``@q.task(name="x")``.
 
         The decorated function stays the function (as in queuerPy); ``q.tasks[name]`` is its Task."""
-        if fn is not None:
-            return self._decorate(fn, name, process)
-        return lambda f: self._decorate(f, name, process)
+
+        def decorate(f: Any) -> Any:
+            self._register(f, name, process, on_success, on_failure)
+            return f
+
+        return decorate(fn) if fn is not None else decorate
 
     def task_with_name(
         self, name: str, *, process: bool | None = None
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator form of ``add_task_with_name``."""
-        return lambda fn: self._decorate(fn, name, process)
+        return self.task(name=name, process=process)
 
-    def _decorate(self, fn: Callable[P, R], name: str | None, process: bool | None) -> Callable[P, R]:
-        self._register(fn, name, process)
-        return fn
-
-    def _register(self, fn: Callable[P, R], name: str | None, process: bool | None) -> Task[P, R]:
+    def _register(
+        self,
+        fn: Callable[P, R],
+        name: str | None,
+        process: bool | None,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
+    ) -> Task[P, R]:
         """All or nothing: a task whose row update fails is not registered either."""
+        self.hooks.check(on_success, on_failure)
         task = self.registry.add(fn, name, self.process_tasks if process is None else process)
+        self.hooks.for_task(task.name, on_success, on_failure)
         try:
             self._sync_capabilities()
         except BaseException:
@@ -223,6 +269,33 @@ class Queuer(Client):
         return self.worker
 
     # -- lifecycle ------------------------------------------------------------------------------
+    # -- lifecycle callbacks --------------------------------------------------------------------
+    def on(self, event: str, fn: Callback | None = None) -> Any:
+        """Call ``fn(job)`` on ``event`` of every job this worker runs: ``job.started``,
+        ``job.succeeded``, ``job.failed``, ``job.retrying``, ``job.cancelled``, ``job.expired``.
+        Sync or async; one that raises is logged and never changes the job. Also a decorator:
+        ``@q.on("job.failed")``."""
+        if fn is None:
+            return lambda f: self.hooks.on(event, f)
+        return self.hooks.on(event, fn)
+
+    def on_startup(self, fn: Callback) -> Callback:
+        """Run ``fn()`` when the worker starts, before it claims anything; if it raises, the start
+        fails with that error. Also a decorator."""
+        self.hooks.startup.append(check_callable(fn, "on_startup's hook"))
+        return fn
+
+    def on_shutdown(self, fn: Callback) -> Callback:
+        """Run ``fn()`` when the worker stops, after its jobs ended; every shutdown hook runs even
+        when one raises (it is logged). Also a decorator."""
+        self.hooks.shutdown.append(check_callable(fn, "on_shutdown's hook"))
+        return fn
+
+    def include(self, *modules: str) -> None:
+        """Import these modules (every module of a package) at ``start``, before claiming, so
+        that the tasks their decorators register exist (``new_queuer(..., include=[...])``)."""
+        self.includes += check_includes(list(modules))
+
     def set_queues(self, queues: Sequence[str] | str | None) -> None:
         """Consume these queues, in this order of precedence (None: every queue); before ``start``.
         A comma-separated string is read as a list."""
@@ -237,6 +310,7 @@ class Queuer(Client):
         stopped heartbeating and rescues their jobs), with ``master_settings`` or the defaults;
         ``master=False`` opts out. A plain script's SIGTERM then stops the worker as ``stop()``
         would (a handler is installed only where none is)."""
+        self._import_includes()
         self._loop.call(self.start_async(master_settings, master=master))
         if not self._task_process:
             _stop_on_sigterm()
@@ -251,13 +325,23 @@ class Queuer(Client):
         if self._task_process:
             log.warning("start() ignored: this is a process=True task's own process, not a worker")
             return
+        if not self._loop.in_loop_thread():
+            self._import_includes()
         await self._loop.call_async(self._start(master_settings, master))
+
+    def _import_includes(self) -> None:
+        """Import the included modules once, in the caller's thread (their decorators register
+        tasks, which updates the worker row through this queuer's loop)."""
+        pending, self.includes = self.includes, []
+        if pending:
+            log.info("imported %s", ", ".join(import_all(pending)))
 
     async def _start(self, master_settings: MasterSettings | None, master: bool) -> None:
         if self._closed:
             raise QueuerStateError("this queuer has been stopped")
         if self._runtime is not None:
             raise QueuerStateError("this queuer is already started")
+        await self.hooks.run_startup()
         await self._ensure_listener()
         running = await self._store.set_worker_status(self.worker.id, WorkerStatus.RUNNING)
         if running is None:
@@ -275,6 +359,7 @@ class Queuer(Client):
             self._on_stop_request,
             self._on_saturation,
             self.queues,
+            self.hooks,
         )
         self._runtime.start()
         self._update_channels()
@@ -328,6 +413,8 @@ class Queuer(Client):
                     log.warning("releasing the master lock failed: %s", exc)
             if self._runtime is not None:
                 await self._runtime.drain(grace, cancel_running)
+                await self.hooks.settle(grace if grace is not None else 30.0)
+                await self.hooks.run_shutdown()
             if not self._task_process:
                 stopped = await self._store.set_worker_status(
                     self.worker.id, WorkerStatus.STOPPED, retry=True
@@ -387,11 +474,16 @@ class Queuer(Client):
     def _listening_channels(self) -> set[str]:
         """Listen only to what is needed now (see ``queuer.saturation``). A channel listened to
         again is followed by a claim and by the checks of a reconnect."""
+        progress = {PROGRESS_CHANNEL} if self._progress_listeners else set()
         if self._runtime is None:
-            return {"job", "job_archive", QUEUE_CHANNEL}
-        return {QUEUE_CHANNEL} | self._runtime.saturation.channels(
-            insert_or_update_listeners=self._subscribers.wants_job_channel,
-            archive_listeners=self._subscribers.wants_archive_channel or self._runtime.waiting_for_room,
+            return {"job", "job_archive", QUEUE_CHANNEL} | progress
+        return (
+            {QUEUE_CHANNEL}
+            | progress
+            | self._runtime.saturation.channels(
+                insert_or_update_listeners=self._subscribers.wants_job_channel,
+                archive_listeners=self._subscribers.wants_archive_channel or self._runtime.waiting_for_room,
+            )
         )
 
     def _on_notify(self, channel: str, payload: str) -> None:
@@ -400,6 +492,9 @@ class Queuer(Client):
         if channel == QUEUE_CHANNEL:
             if self._runtime is not None:
                 self._runtime.queues_changed()
+            return
+        if channel == PROGRESS_CHANNEL:
+            self._deliver_progress(payload)
             return
         if channel == "job_archive" and self._runtime is not None and self._runtime.waiting_for_room:
             self._runtime.wake.set()  # a job ended: maybe one of a queue at its concurrency

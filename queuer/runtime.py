@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -30,13 +31,23 @@ from queuer.database.store import Store
 from queuer.model import Job, JobStatus, OnError, PassResults, WorkerStatus
 
 from .claims import QueuePlan, Segment
+from .hooks import Hooks
 from .loop import reraise_if_cancelled
+from .progress import ProgressReporter, current_reporter
 from .runner import Outcome, run_job
 from .saturation import Saturation
 from .schedules import next_occurrence
 from .tasks import TaskRegistry
 
 log = logging.getLogger("queuer.worker")
+
+_EVENT_OF = {
+    JobStatus.SUCCEEDED: "job.succeeded",
+    JobStatus.FAILED: "job.failed",
+    JobStatus.CANCELLED: "job.cancelled",
+    JobStatus.SCHEDULED: "job.retrying",
+    JobStatus.QUEUED: "job.retrying",
+}
 
 # A started worker counts as dead once it missed this many heartbeats (and at least MIN_STALE_AFTER
 # seconds passed): long enough for a slow database, short enough to rescue its jobs within a minute.
@@ -78,6 +89,7 @@ class Runtime:
         on_stop_request: Callable[[WorkerStatus], None],
         on_saturation: Callable[[], None],
         queues: list[str] | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -103,6 +115,7 @@ class Runtime:
         # becoming SCHEDULED (a notification says so), the timer, a poll tick or a reconnect can.
         self._schedule_changed = True
         self.plan = QueuePlan(queues)
+        self.hooks = hooks or Hooks()
         self._rate_timer: asyncio.TimerHandle | None = None
         # A limited queue of ours is at its concurrency: a job ending anywhere may make room.
         self.waiting_for_room = False
@@ -111,6 +124,8 @@ class Runtime:
     def start(self) -> None:
         self._claiming = True
         loop = asyncio.get_running_loop()
+        self.progress = ProgressReporter(self.store, loop)
+        current_reporter.set(self.progress)  # the loop's context: every job's task inherits it
         for coro in (self._cycle_loop(), self._poll_loop(), self._heartbeat_loop()):
             task = loop.create_task(coro)
             task.add_done_callback(self._loop_ended)
@@ -387,6 +402,7 @@ class Runtime:
             # Not started by its expiry: archived CANCELLED instead of running late.
             log.info("job %s %s expired at %s; not run", job.rid, job.task_name, expires_at.isoformat())
             self._pending.append(Outcome(job, JobStatus.CANCELLED, error="expired"))
+            self._announce("job.expired", job, JobStatus.CANCELLED, error="expired")
             self.wake.set()
             return
         schedule = job.options.schedule if job.options else None
@@ -405,6 +421,7 @@ class Runtime:
         if flow is not None and flow.pass_results is not None:
             work = self._with_results(job, flow.pass_results, work)
         runner = asyncio.get_running_loop().create_task(self._run(job, work))
+        self._announce("job.started", job, JobStatus.RUNNING)
         self.running[job.id] = (job, runner)
 
     async def _with_results(
@@ -435,6 +452,7 @@ class Runtime:
         except asyncio.CancelledError:
             self.running.pop(job.id, None)
             raise
+        self.progress.ended(job.rid)
         if job.id in self.running:
             if log.isEnabledFor(logging.INFO):
                 ended = "with a retry planned" if outcome.retry_at else outcome.status.value
@@ -447,8 +465,22 @@ class Runtime:
                 )
             del self.running[job.id]
             self._pending.append(outcome)
+            if outcome.retry_at is not None:
+                self._announce("job.retrying", job, JobStatus.QUEUED, error=outcome.error)
+            else:
+                self._announce(
+                    _EVENT_OF[outcome.status], job, outcome.status, outcome.results_json, outcome.error
+                )
             self._ended.set()
             self.wake.set()
+
+    def _announce(
+        self, event: str, job: Job, status: JobStatus, results_json: str = "[]", error: str = ""
+    ) -> None:
+        """Fire the callbacks of ``event`` with the job as it now stands (only when there are any)."""
+        if self.hooks.wants(event, job.task_name):
+            results = json.loads(results_json) if status is JobStatus.SUCCEEDED else job.results
+            self.hooks.fire(event, replace(job, status=status, results=results, error=error or job.error))
 
     def cancel_running(self, rid: UUID) -> bool:
         """Stop our execution of a job that was cancelled elsewhere; its archive row stays as is."""
@@ -456,6 +488,7 @@ class Runtime:
             if job.rid == rid:
                 del self.running[job_id]
                 task.cancel()
+                self._announce("job.cancelled", job, JobStatus.CANCELLED)
                 self.wake.set()
                 return True
         return False

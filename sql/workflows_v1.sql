@@ -30,3 +30,11 @@ CREATE TABLE IF NOT EXISTS queuer_py_dependency (
     PRIMARY KEY (job_rid, depends_on)
 );
 CREATE INDEX IF NOT EXISTS queuer_py_dependency_on ON queuer_py_dependency (depends_on);
+
+-- The progress a running task reports (queuer.report_progress), the latest per job.
+CREATE TABLE IF NOT EXISTS queuer_py_progress (
+    job_rid UUID PRIMARY KEY,
+    fraction FLOAT8 NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    updated_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
+);
