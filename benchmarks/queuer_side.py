@@ -49,7 +49,7 @@ def main() -> None:
     )
     starts: dict[str, float] = {}
 
-    async def noop() -> None:
+    async def noop(*_: Any) -> None:
         starts[str(current_job_rid.get())] = time.monotonic()
         if sleep:
             await asyncio.sleep(sleep)

@@ -173,6 +173,13 @@ def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.C
         ("queuer_py_worker", "queuer_py_worker_pkey"),
         ("queuer_py_queue", "queuer_py_queue_pkey"),
         ("queuer_py_queue_start", "queuer_py_queue_start_pkey"),
+        ("queuer_py_workflow", "queuer_py_workflow_pkey"),
+        ("queuer_py_member", "queuer_py_member_pkey"),
+        ("queuer_py_member", "queuer_py_member_job"),
+        ("queuer_py_wait", "queuer_py_wait_pkey"),
+        ("queuer_py_dependency", "queuer_py_dependency_pkey"),
+        ("queuer_py_dependency", "queuer_py_dependency_on"),
+        ("queuer_py_progress", "queuer_py_progress_pkey"),
     }
     assert names == required | ours
     defs = {i: d for _, i, d in cat["indexes"]}
