@@ -190,9 +190,24 @@ RETURNING {_CLAIM_COLS}
 """
 
 
+# The flow cycle's end: what it claims beside the jobs it released into its own hands (which
+# count against its free slots).
+_CLAIM_FLOW = (
+    _CLAIM.replace("\n)\nUPDATE", "\n), claimed AS (\nUPDATE", 1) + "UNION ALL SELECT * FROM flow_taken\n"
+).replace(f"RETURNING {_CLAIM_COLS}\n", f"RETURNING {_CLAIM_COLS}\n)\nSELECT * FROM claimed\n")
+
+
 def _cycle(*parts: str) -> str:
-    text = "".join(parts) + _CLAIM
-    recursive = _NAMES in text or _CYCLE_FLOW in text
+    flow = _CYCLE_FLOW in parts
+    if flow:  # the free slots the released jobs left
+        parts = (
+            *parts[:-1],
+            parts[-1].replace(
+                "LIMIT %(limit)s", "LIMIT GREATEST(%(limit)s - (SELECT count(*) FROM flow_taken), 0)"
+            ),
+        )
+    text = "".join(parts) + (_CLAIM_FLOW if flow else _CLAIM)
+    recursive = _NAMES in text or flow
     return text.replace("\nWITH ", "\nWITH RECURSIVE ", 1) if recursive else text
 
 
@@ -212,10 +227,29 @@ _CYCLE_FLOW = f"""
           JOIN flow_ended AS e ON e.rid = d.depends_on AND e.status = 'SUCCEEDED' GROUP BY d.job_rid) AS x
     WHERE w.job_rid = x.job_rid
     RETURNING w.job_rid, w.remaining
+), flow_ready AS (
+    SELECT j.id, row_number() OVER () <= %(limit)s
+           AND j.task_name = ANY(%(tasks)s::text[])
+           AND COALESCE(j.options -> 'schedule' ->> 'next_interval', '') = ''
+           AND (%(release_queues)s::text[] IS NULL OR {QUEUE_OF.replace("options", "j.options")} = ANY(%(release_queues)s::text[]))
+           AND {QUEUE_OF.replace("options", "j.options")} <> ALL({_BLOCKED}) AS mine
+    FROM {{job}} AS j JOIN flow_counted AS c ON j.rid = c.job_rid AND c.remaining <= 0 AND {HELD_J}
 ), flow_released AS (
-    UPDATE {{job}} AS j SET status = 'QUEUED', scheduled_at = NULL
-    FROM flow_counted AS c WHERE j.rid = c.job_rid AND c.remaining <= 0 AND {HELD_J}
-    RETURNING j.id
+    -- A released job this worker can run is claimed by it at once (one statement per chain step);
+    -- any other goes back to the queue for whoever can.
+    UPDATE {{job}} AS j SET scheduled_at = NULL,
+        status = CASE WHEN r.mine THEN 'RUNNING' ELSE 'QUEUED' END,
+        worker_id = CASE WHEN r.mine THEN %(worker_id)s ELSE j.worker_id END,
+        worker_rid = CASE WHEN r.mine THEN %(worker_rid)s ELSE j.worker_rid END,
+        started_at = CASE WHEN r.mine THEN {NOW_UTC} ELSE j.started_at END,
+        schedule_count = j.schedule_count + CASE WHEN r.mine THEN 1 ELSE 0 END,
+        attempts = j.attempts + CASE WHEN r.mine THEN 1 ELSE 0 END,
+        updated_at = CASE WHEN r.mine THEN {NOW_UTC} ELSE j.updated_at END
+    FROM flow_ready AS r WHERE j.id = r.id AND {HELD_J}
+    RETURNING r.mine, {_CLAIM_COLS}
+), flow_taken AS (
+    SELECT {", ".join(c.split(" AS ")[-1].removeprefix("j.") for c in _CLAIM_COLS.split(", "))}
+    FROM flow_released WHERE mine
 ), doomed AS (
     SELECT d.job_rid AS rid, e.rid AS cause, e.status AS cause_status
     FROM {{dependency}} AS d JOIN flow_ended AS e ON e.rid = d.depends_on AND e.status <> 'SUCCEEDED'
@@ -496,6 +530,7 @@ def cycle_params(
         "tasks": claim.tasks,
         "intervals": claim.intervals,
         "take_limited": claim.take_limited,
+        "release_queues": claim.queues,
         **({"queues": claim.queues} if claim.queues is not None else {}),
     }
 
