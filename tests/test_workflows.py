@@ -293,3 +293,25 @@ def test_bad_workflows_are_refused_at_the_call_and_nothing_is_written(
             bad()
     assert count(sql, "SELECT count(*) FROM job") == 0
     assert count(sql, "SELECT count(*) FROM queuer_py_workflow") == 0
+
+
+def test_a_released_step_goes_to_a_worker_that_has_its_task(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
+    first, second = make_queuer("has-fetch", 2), make_queuer("has-parse", 2)
+
+    def fetch(url: str) -> str:
+        return f"<{url}>"
+
+    def parse(html: str) -> int:
+        return len(html)
+
+    first.add_task(fetch)
+    second.add_task(parse)
+    chain = first.add_chain([Step("fetch", "b.org"), Step("parse")])
+    for w in (first, second):
+        w.start(master=False)
+    done = first.wait_for_workflow(chain.rid, 30)
+    assert done.results == ["<b.org>", 7]
+    ran_by = dict(sql.execute("SELECT task_name, worker_id FROM job_archive").fetchall())
+    assert ran_by == {"fetch": first.worker.id, "parse": second.worker.id}
