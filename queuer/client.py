@@ -61,8 +61,11 @@ log = logging.getLogger("queuer")
 
 T = TypeVar("T")
 JobCallback = Callable[[Job], Any]
-SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any]
-AsyncConn = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
+# The caller's own connection for transactional enqueue: psycopg's, or a SQLAlchemy 2 Session,
+# Connection (sync) or AsyncSession, AsyncConnection (async) on the psycopg driver (typed Any: an
+# optional dependency).
+SyncConn = psycopg.Connection[Any] | psycopg.Cursor[Any] | Any
+AsyncConn = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any] | Any
 ANALYZE_AFTER = 1000  # new jobs (one batch of ours, or seen queued by a worker) before an ANALYZE
 ENCRYPTION_KEY_ENV = "QUEUER_ENCRYPTION_KEY"
 OLD_KEYS_ENV = "QUEUER_ENCRYPTION_OLD_KEYS"
@@ -450,12 +453,12 @@ class Client(QueueOperations, WorkflowOperations):
 
     def _insert_sync(self, conn: SyncConn, new: NewJob) -> Job:
         self._loop.refuse_blocking()
-        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
+        cur = _cursor(conn)
         self._check_names_sync(cur, [new])
         return self._store.insert_job_on(cur, new)
 
     async def _insert_async(self, conn: AsyncConn, new: NewJob) -> Job:
-        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
+        cur = await _cursor_async(conn)
         await self._check_names_async(cur, [new])
         return await self._store.insert_job_on_async(cur, new)
 
@@ -467,12 +470,12 @@ class Client(QueueOperations, WorkflowOperations):
 
     def _copy_sync(self, conn: SyncConn, news: list[NewJob]) -> BatchResult:
         self._loop.refuse_blocking()
-        cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
+        cur = _cursor(conn)
         self._check_names_sync(cur, news)
         return self._store.copy_jobs_on(cur, news)
 
     async def _copy_async(self, conn: AsyncConn, news: list[NewJob]) -> BatchResult:
-        cur = conn if isinstance(conn, psycopg.AsyncCursor) else conn.cursor()
+        cur = await _cursor_async(conn)
         await self._check_names_async(cur, news)
         return await self._store.copy_jobs_on_async(cur, news)
 
@@ -688,6 +691,32 @@ class Client(QueueOperations, WorkflowOperations):
     stop_worker = blocking(stop_worker_async)
     stop_worker_gracefully = blocking(stop_worker_gracefully_async)
     wait_for_job_finished = blocking(wait_for_job_finished_async)
+
+
+def _cursor(conn: SyncConn) -> psycopg.Cursor[Any]:
+    """A cursor on the caller's connection (see ``SyncConn``)."""
+    if isinstance(conn, psycopg.Cursor):
+        return conn
+    if isinstance(conn, psycopg.Connection):
+        return conn.cursor()
+    from .contrib.sqlalchemy import is_sqlalchemy, psycopg_connection
+
+    if is_sqlalchemy(conn):
+        return psycopg_connection(conn).cursor()
+    raise ValidationError(f"expected a psycopg or SQLAlchemy connection, got {type(conn).__name__}")
+
+
+async def _cursor_async(conn: AsyncConn) -> psycopg.AsyncCursor[Any]:
+    """An async cursor on the caller's connection (see ``AsyncConn``)."""
+    if isinstance(conn, psycopg.AsyncCursor):
+        return conn
+    if isinstance(conn, psycopg.AsyncConnection):
+        return conn.cursor()
+    from .contrib.sqlalchemy import is_sqlalchemy, psycopg_connection_async
+
+    if is_sqlalchemy(conn):
+        return (await psycopg_connection_async(conn)).cursor()
+    raise ValidationError(f"expected a psycopg or SQLAlchemy async connection, got {type(conn).__name__}")
 
 
 async def _call_listener(callback: Callable[[Any], Any], event: Any) -> None:
