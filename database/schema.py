@@ -29,6 +29,7 @@ OWN_TABLES = (
     "queuer_py_wait",
     "queuer_py_dependency",
     "queuer_py_progress",
+    "queuer_py_periodic",
 )  # Python's own, beside Go's
 CONNECT_TIMEOUT = 10  # seconds; the first contact with the server, where a user waits
 

@@ -474,10 +474,10 @@ class Store:
     # that ends between the two statements is the one race: the insert is tried again. Each write
     # is written once, as steps (``Steps``) that a blocking and an async cursor both run.
     def insert_job_on(self, cur: psycopg.Cursor[Any], new: NewJob) -> Job:
-        return run_steps(cur, self._insert_steps(new))
+        return run_steps(cur, self.insert_steps(new))
 
     async def insert_job_on_async(self, cur: psycopg.AsyncCursor[Any], new: NewJob) -> Job:
-        return await run_steps_async(cur, self._insert_steps(new))
+        return await run_steps_async(cur, self.insert_steps(new))
 
     def copy_jobs_on(self, cur: psycopg.Cursor[Any], news: list[NewJob]) -> BatchResult:
         if not any(n.unique_key for n in news):
@@ -491,7 +491,7 @@ class Store:
             return BatchResult([n.rid for n in news])
         return await run_steps_async(cur, self._unique_batch_steps(news))
 
-    def _insert_steps(self, new: NewJob) -> Steps[Job]:
+    def insert_steps(self, new: NewJob) -> Steps[Job]:
         if new.depends_on:
             rows = yield from self.workflows.dependent_steps(new, self.jobs.insert)
             return self.job_from_row(rows[0])

@@ -281,6 +281,14 @@ def cmd_workflow(args: argparse.Namespace) -> int:
     return 0
 
 
+PERIODIC_COLUMNS = ("name", "task_name", "schedule", "timezone", "last_run", "next_run", "active")
+
+
+def cmd_periodic(args: argparse.Namespace) -> int:
+    """``periodic list``: every declared schedule with its last and next run."""
+    return _run(args, lambda c: c.get_periodic(), PERIODIC_COLUMNS)
+
+
 def cmd_readd(args: argparse.Namespace) -> int:
     return _run(args, lambda c: c.readd_job_from_archive(args.rid))
 
@@ -483,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("show",))
     p.add_argument("rid", type=_rid)
     p.set_defaults(func=cmd_workflow)
+
+    p = sub.add_parser("periodic", parents=[common], help="list the periodic tasks declared in code")
+    p.add_argument("action", choices=("list",))
+    p.set_defaults(func=cmd_periodic)
 
     p = sub.add_parser("readd", parents=[common], help="enqueue an archived job again (new rid)")
     p.add_argument("rid", type=_rid)

@@ -51,6 +51,7 @@ from queuer.model.jsoncodec import as_rid, require_int
 
 from .enqueue import JobBuilder
 from .loop import LoopThread
+from .periodic import PeriodicOperations
 from .queues import QueueOperations
 from .subscribers import EventCallback, Kind, Subscribers
 from .tasks import TaskRef, TaskRegistry
@@ -89,7 +90,7 @@ def open_clients() -> list[Client]:
     return list(_open_clients)
 
 
-class Client(QueueOperations, WorkflowOperations):
+class Client(QueueOperations, WorkflowOperations, PeriodicOperations):
     """A connection to one queuer database for producers: enqueue, read, wait, cancel, listen.
 
     It never registers a worker, so web apps, scripts and admin tools can use it freely. Build it

@@ -12,7 +12,8 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 from uuid import UUID
 
@@ -27,6 +28,7 @@ from queuer.model import (
     JobStatus,
     MasterSettings,
     OnError,
+    Options,
     QueuerStateError,
     ValidationError,
     Worker,
@@ -35,14 +37,16 @@ from queuer.model import (
     validate_queue_names,
 )
 from queuer.model.jsoncodec import dumps
+from queuer.model.periodic import Periodic
 
 from .client import ANALYZE_AFTER, Client, env_encryption
 from .discovery import check_includes, import_all
 from .hooks import Callback, Hooks, check_callable
 from .master import MasterRole
+from .periodic import PeriodicRunner
 from .runner import in_task_process
 from .runtime import Runtime, RuntimeSettings
-from .tasks import Task
+from .tasks import Task, derive_name
 
 log = logging.getLogger("queuer")
 
@@ -105,6 +109,8 @@ class Queuer(Client):
         self._task_process = in_task_process()
         self._queued_seen = 0  # QUEUED/SCHEDULED notifications since the last refresh began
         self.hooks = Hooks()
+        self.periodics: dict[str, Periodic] = {}
+        self._periodic_task: asyncio.Task[None] | None = None
         self._runtime: Runtime | None = None
         self._master: MasterRole | None = None
         self._master_task: asyncio.Task[None] | None = None
@@ -269,6 +275,56 @@ class Queuer(Client):
         return self.worker
 
     # -- lifecycle ------------------------------------------------------------------------------
+    # -- periodic tasks ---------------------------------------------------------------------------
+    def periodic(
+        self,
+        cron: str | None = None,
+        *,
+        every: timedelta | None = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        options: Options | None = None,
+        catch_up: str = "latest",
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Declare a schedule in code: ``@q.periodic(cron="0 3 * * *", timezone="Europe/Berlin")``
+        or ``@q.periodic(every=timedelta(minutes=5))``. Every started worker that declares it may
+        start its ticks; each tick runs once across the fleet. ``name`` defaults to the task's
+        name; ``args``/``kwargs`` are passed each time; ``queue`` or ``options`` set the jobs'
+        options; ``catch_up`` is what runs after missed ticks: the most recent once (``"latest"``)
+        or each of them (``"all"``)."""
+        if queue is not None:
+            options = replace(options or Options(), queue=queue)
+
+        def declare(fn: Callable[P, R]) -> Callable[P, R]:
+            task_name = self.registry.registered_name(fn)
+            schedule_name = name or task_name or derive_name(fn)
+            if schedule_name in self.periodics:
+                raise ValidationError(f"a periodic task named {schedule_name!r} is declared already")
+            declaration = Periodic(
+                schedule_name,
+                task_name or derive_name(fn),
+                cron,
+                every,
+                timezone,
+                tuple(args),
+                dict(kwargs or {}),
+                options,
+                catch_up,
+            )
+            dumps(list(args), "periodic args")
+            dumps(dict(kwargs or {}), "periodic kwargs")
+            if task_name is None:
+                self._register(fn, None, None)
+            local = self.registry.tasks[declaration.task_name]
+            local.check_call(list(args), dict(kwargs or {}))
+            self.periodics[schedule_name] = declaration
+            return fn
+
+        return declare
+
     # -- lifecycle callbacks --------------------------------------------------------------------
     def on(self, event: str, fn: Callback | None = None) -> Any:
         """Call ``fn(job)`` on ``event`` of every job this worker runs: ``job.started``,
@@ -363,6 +419,10 @@ class Queuer(Client):
         )
         self._runtime.start()
         self._update_channels()
+        if self.periodics:
+            runner = PeriodicRunner(self._store, self._builder, self.periodics)
+            await runner.declare()
+            self._periodic_task = asyncio.get_running_loop().create_task(runner.run())
         if master:
             settings = master_settings or MasterSettings()
             self._master = MasterRole(self._store, self.worker.id, self.worker.rid, settings)
@@ -411,6 +471,9 @@ class Queuer(Client):
                     await self._master.release()
                 except psycopg.Error as exc:  # the lock then expires by itself
                     log.warning("releasing the master lock failed: %s", exc)
+            if self._periodic_task is not None:
+                self._periodic_task.cancel()
+                await asyncio.gather(self._periodic_task, return_exceptions=True)
             if self._runtime is not None:
                 await self._runtime.drain(grace, cancel_running)
                 await self.hooks.settle(grace if grace is not None else 30.0)

@@ -177,6 +177,12 @@ class TaskRegistry:
         self.next_intervals[name] = fn
         return name
 
+    def registered_name(self, fn: Callable[..., Any]) -> str | None:
+        """The name ``fn`` is registered under here, if it is."""
+        if isinstance(fn, Task):
+            return fn.name if fn.name in self.tasks else None
+        return self._names_by_fn.get(id(fn))
+
     def name_of(self, task: str | Callable[..., Any]) -> str:
         """The task name for a name or a callable (registered here or not)."""
         if isinstance(task, str):

@@ -38,3 +38,21 @@ CREATE TABLE IF NOT EXISTS queuer_py_progress (
     message TEXT NOT NULL DEFAULT '',
     updated_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
 );
+
+-- Periodic tasks declared in code (q.periodic): one row per schedule, written by every worker that
+-- declares it. last_tick (UTC) moves forward by compare-and-set in the transaction that enqueues
+-- the tick's job, so each tick runs once across the fleet.
+CREATE TABLE IF NOT EXISTS queuer_py_periodic (
+    name VARCHAR(100) PRIMARY KEY,
+    task_name VARCHAR(100) NOT NULL,
+    cron TEXT,
+    every_seconds FLOAT8,
+    timezone TEXT NOT NULL DEFAULT 'UTC',
+    catch_up VARCHAR(10) NOT NULL DEFAULT 'latest',
+    args JSONB NOT NULL DEFAULT '[]',
+    kwargs JSONB NOT NULL DEFAULT '{}',
+    options JSONB NOT NULL DEFAULT '{}',
+    last_tick TIMESTAMP,
+    declared_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'),
+    created_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
+);
