@@ -110,6 +110,7 @@ class Queuer(Client):
         self._queued_seen = 0  # QUEUED/SCHEDULED notifications since the last refresh began
         self.hooks = Hooks()
         self.periodics: dict[str, Periodic] = {}
+        self._periodic: PeriodicRunner | None = None
         self._periodic_task: asyncio.Task[None] | None = None
         self._runtime: Runtime | None = None
         self._master: MasterRole | None = None
@@ -420,9 +421,9 @@ class Queuer(Client):
         self._runtime.start()
         self._update_channels()
         if self.periodics:
-            runner = PeriodicRunner(self._store, self._builder, self.periodics)
-            await runner.declare()
-            self._periodic_task = asyncio.get_running_loop().create_task(runner.run())
+            self._periodic = PeriodicRunner(self._store, self._builder, self.periodics)
+            await self._periodic.declare()
+            self._periodic_task = asyncio.get_running_loop().create_task(self._periodic.run())
         if master:
             settings = master_settings or MasterSettings()
             self._master = MasterRole(self._store, self.worker.id, self.worker.rid, settings)
@@ -471,9 +472,12 @@ class Queuer(Client):
                     await self._master.release()
                 except psycopg.Error as exc:  # the lock then expires by itself
                     log.warning("releasing the master lock failed: %s", exc)
-            if self._periodic_task is not None:
-                self._periodic_task.cancel()
-                await asyncio.gather(self._periodic_task, return_exceptions=True)
+            if self._periodic is not None and self._periodic_task is not None:
+                self._periodic.stop()
+                done, _ = await asyncio.wait([self._periodic_task], timeout=10)
+                if not done:
+                    self._periodic_task.cancel()
+                    await asyncio.gather(self._periodic_task, return_exceptions=True)
             if self._runtime is not None:
                 await self._runtime.drain(grace, cancel_running)
                 await self.hooks.settle(grace if grace is not None else 30.0)

@@ -6,6 +6,7 @@ past a tick by compare-and-set in the transaction that enqueues the tick's job, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import replace
@@ -51,6 +52,12 @@ class PeriodicRunner:
         self._builder = builder
         self._declared = declared
         self._table = PeriodicTable(store.config.schema)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """End ``run`` between two statements (a statement cancelled mid-flight would leave its
+        pooled connection busy)."""
+        self._stopping.set()
 
     async def declare(self) -> None:
         """Write each declaration (the definition in code wins; progress stays)."""
@@ -77,7 +84,7 @@ class PeriodicRunner:
     async def run(self) -> None:
         names = list(self._declared)
         touched = datetime.now(UTC)
-        while True:
+        while not self._stopping.is_set():
             wait = MAX_SLEEP
             try:
                 now = datetime.now(UTC)
@@ -92,7 +99,8 @@ class PeriodicRunner:
                 reraise_if_cancelled()
                 log.warning("periodic schedules: %s; trying again", exc)
                 wait = 1.0
-            await asyncio.sleep(max(wait, 0.01))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(wait, 0.01))
 
     async def _fire(self, row: dict[str, Any], now: datetime) -> None:
         last = _aware(row["last_tick"])

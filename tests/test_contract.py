@@ -180,6 +180,7 @@ def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.C
         ("queuer_py_dependency", "queuer_py_dependency_pkey"),
         ("queuer_py_dependency", "queuer_py_dependency_on"),
         ("queuer_py_progress", "queuer_py_progress_pkey"),
+        ("queuer_py_periodic", "queuer_py_periodic_pkey"),
     }
     assert names == required | ours
     defs = {i: d for _, i, d in cat["indexes"]}
