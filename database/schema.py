@@ -14,6 +14,7 @@ from queuer.sql import load
 from .config import DatabaseConfiguration
 from .connect_errors import describe
 from .fragments import EXPIRES_AT_OF, PRIORITY_OF, QUEUE_OF, UNIQUE_KEY_OF
+from .maintenance import apply_storage
 
 log = logging.getLogger("queuer.schema")
 
@@ -162,6 +163,7 @@ async def install_schema(config: DatabaseConfiguration) -> list[str]:
             await conn.execute(load("schema_v1"), prepare=False)
             await conn.execute(_queues_sql(), prepare=False)
             await conn.execute(load("workflows_v1"), prepare=False)
+            actions += await apply_storage(conn, config.schema)
             created = [t for t in TABLES if t not in before]
             if created:
                 actions.append("created tables " + ", ".join(created))

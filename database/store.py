@@ -48,6 +48,7 @@ from .job_table import (
     cycle_params,
     json_row,
 )
+from .maintenance import Maintenance
 from .master_store import MasterStore
 from .master_table import MasterTable
 from .pool import PoolType, UnreadableJson, connection_kwargs, make_pool, read_json_tolerantly
@@ -105,6 +106,7 @@ class Store:
         self.workers = WorkerTable(config.schema)
         self.masters = MasterTable(config.schema)
         self.master = MasterStore(self.masters, self.execute, self.pool)
+        self.maintenance = Maintenance(config.schema, self.execute)
         self.workflows = WorkflowStore(
             WorkflowTable(config.schema),
             self.jobs,

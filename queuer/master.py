@@ -101,6 +101,9 @@ class MasterRole:
         if released or cancelled:
             log.info("workflows: %d held job(s) released, %d cancelled by the sweep", released, cancelled)
         await self.store.workflows.forget()
+        vacuumed = await self.store.maintenance.vacuum_if_needed()
+        if vacuumed:
+            log.info("maintenance: vacuumed %s", ", ".join(vacuumed))
         # A producer's big batch: autovacuum may come minutes later.
         await self.store.refresh_statistics("many_changes")
         if s.retention_archive > timedelta(0) and not self._hypertable:
