@@ -115,6 +115,8 @@ _INSERT_UNIQUE = f"{_INSERT_INTO}VALUES ({_INSERT_VALUES})\n{_ON_KEY_CONFLICT}\n
 _INSERT_ROWS_UNIQUE = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\n{_ON_KEY_CONFLICT}\nRETURNING rid\n"
 _EXPIRED_MOVE = archive_move("'CANCELLED'", "results", "results_encrypted", "'expired'")
 _INSERT_ROWS = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\nRETURNING rid\n"
+# The jobs of concurrent add_job calls, written together (queuer.batcher): each comes back whole.
+_INSERT_ROWS_RETURNING = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\nRETURNING {_COLS}\n"
 _SELECT_BY_KEYS = f"SELECT {UNIQUE_KEY_OF} AS unique_key, {_COLS} FROM {{job}} WHERE {UNIQUE_KEY_OF} = ANY(%(keys)s::text[])"
 
 # Which jobs a worker may claim (§5.3), as a WHERE on ``job``: due, one of its tasks and
@@ -427,6 +429,7 @@ class JobTable:
         self.insert_unique = compose(_INSERT_UNIQUE)
         self.insert_rows_unique = compose(_INSERT_ROWS_UNIQUE)
         self.insert_rows = compose(_INSERT_ROWS)
+        self.insert_rows_returning = compose(_INSERT_ROWS_RETURNING)
         self.select_by_keys = compose(_SELECT_BY_KEYS)
         # Jobs nobody started before they expired: archived CANCELLED, error "expired".
         self.expire = compose(

@@ -265,6 +265,16 @@ class Store:
             direct.detach()
         return self.job_from_row(rows[0])
 
+    async def insert_jobs(self, conn: AsyncConnection[DictRow], news: list[NewJob]) -> list[Job]:
+        """Jobs of concurrent ``add_job`` calls in one statement (one commit): one alone goes by
+        the prepared single insert."""
+        if len(news) == 1:
+            return [await self.insert_job(conn, news[0])]
+        cur = await conn.execute(
+            self.jobs.insert_rows_returning, {"rows": json.dumps([json_row(n) for n in news])}
+        )
+        return [self.job_from_row(row) for row in await cur.fetchall()]
+
     async def insert_job_again(self, new: NewJob) -> Job:
         """``add_job`` once more after its connection broke: a fresh connection (dead ones are
         dropped first), the row written only when its rid is nowhere yet, else the existing job."""

@@ -49,6 +49,7 @@ from queuer.model import (
 )
 from queuer.model.jsoncodec import as_rid, require_int
 
+from .batcher import InsertBatcher
 from .enqueue import JobBuilder
 from .loop import LoopThread
 from .periodic import PeriodicOperations
@@ -123,6 +124,9 @@ class Client(QueueOperations, WorkflowOperations, PeriodicOperations):
         self._builder = JobBuilder(self.registry, self._store, on_error)
         self._subscribers = Subscribers(self._spawn)
         self._progress_listeners: list[Callable[[ProgressEvent], Any]] = []
+        self._batcher = InsertBatcher(self._insert_batch, self._store_insert_again)
+        self._sync_lock = threading.Lock()
+        self._sync_inserts = 0  # blocking add_job calls in flight
         self._listener: Listener | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -345,6 +349,19 @@ class Client(QueueOperations, WorkflowOperations, PeriodicOperations):
     ) -> Job:
         new = self._new_job(options, task, args, kwargs)
         self._loop.refuse_blocking()
+        with self._sync_lock:
+            shared = self._sync_inserts > 0 and not (new.unique_key or new.depends_on)
+            self._sync_inserts += 1
+        try:
+            if shared:  # another thread's insert is in flight: share a commit with the others
+                return self._loop.call(self._enqueue(new))
+            return self._insert_now(new)
+        finally:
+            with self._sync_lock:
+                self._sync_inserts -= 1
+
+    def _insert_now(self, new: NewJob) -> Job:
+        """The blocking insert on the caller's thread (no hop to the loop): for a lone caller."""
         try:
             with self._store.sync_connection() as conn:
                 self._check_names_sync(conn.cursor(), [new])
@@ -362,8 +379,11 @@ class Client(QueueOperations, WorkflowOperations, PeriodicOperations):
         return await self._loop.call_async(self._enqueue(new))
 
     async def _enqueue(self, new: NewJob) -> Job:
-        """One insert on a pooled connection; when the connection breaks around it, once more on a
-        fresh one, which finds the first attempt if it committed (the rid is ours)."""
+        """One insert on a pooled connection, shared with the inserts of concurrent calls (see
+        ``queuer.batcher``); when the connection breaks around it, once more on a fresh one, which
+        finds the first attempt if it committed (the rid is ours)."""
+        if not (new.unique_key or new.depends_on):
+            return await self._batcher.submit(new)
         try:
             return await self._on_pooled(self._insert_pooled, new)
         except psycopg.DatabaseError as exc:
@@ -462,6 +482,14 @@ class Client(QueueOperations, WorkflowOperations, PeriodicOperations):
         cur = await _cursor_async(conn)
         await self._check_names_async(cur, [new])
         return await self._store.insert_job_on_async(cur, new)
+
+    async def _insert_batch(self, news: list[NewJob]) -> list[Job]:
+        async with self._store.connection() as conn:
+            await self._check_names_async(conn.cursor(), news)
+            return await self._store.insert_jobs(conn, news)
+
+    async def _store_insert_again(self, new: NewJob) -> Job:
+        return await self._store.insert_job_again(new)
 
     async def _insert_pooled(self, conn: psycopg.AsyncConnection[Any], new: NewJob) -> Job:
         """``add_job_async`` on a pooled connection: the insert on libpq directly (``_insert_async``

@@ -4,6 +4,7 @@ a worker row; a process=True task's process never registers one either."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,3 +71,37 @@ def test_a_process_task_child_never_registers_a_worker(
     assert count(sql, "SELECT count(*) FROM worker") == 1
     row = sql.execute("SELECT results FROM job_archive").fetchone()
     assert row is not None and row[0][0][1] != int(parent_pid)  # it did run in another process
+
+
+def test_concurrent_enqueues_share_commits_and_each_gets_its_own_job(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
+    q = make_queuer("shared-commits", 1)
+    q.add_task(echo)
+
+    async def many() -> list[Job]:
+        return list(await asyncio.gather(*(q.add_job_async(echo, f"c{i}") for i in range(64))))
+
+    jobs = asyncio.run(many())
+    assert [j.parameters for j in jobs] == [[f"c{i}"] for i in range(64)]
+    assert len({j.rid for j in jobs}) == 64
+    threaded: list[Job] = []
+    lock = threading.Lock()
+
+    def call(i: int) -> None:
+        job = q.add_job(echo, f"t{i}")
+        with lock:
+            threaded.append(job)
+
+    workers = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(j.parameters[0] for j in threaded) == sorted(f"t{i}" for i in range(16))
+    assert count(sql, "SELECT count(*) FROM job") == 80
+    # Jobs written by one statement share its transaction's time: commits were shared.
+    shared = sql.execute(
+        "SELECT max(n) FROM (SELECT count(*) AS n FROM job GROUP BY created_at) AS t"
+    ).fetchone()
+    assert shared is not None and shared[0] > 1
