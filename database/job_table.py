@@ -116,7 +116,7 @@ _INSERT_ROWS_UNIQUE = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\n{_ON_KEY_CON
 _EXPIRED_MOVE = archive_move("'CANCELLED'", "results", "results_encrypted", "'expired'")
 _INSERT_ROWS = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\nRETURNING rid\n"
 # The jobs of concurrent add_job calls, written together (queuer.batcher): each comes back whole.
-_INSERT_ROWS_RETURNING = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\nRETURNING {_COLS}\n"
+_INSERT_ROWS_RETURNING = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\nRETURNING rid, id, created_at\n"
 _SELECT_BY_KEYS = f"SELECT {UNIQUE_KEY_OF} AS unique_key, {_COLS} FROM {{job}} WHERE {UNIQUE_KEY_OF} = ANY(%(keys)s::text[])"
 
 # Which jobs a worker may claim (§5.3), as a WHERE on ``job``: due, one of its tasks and

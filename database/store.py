@@ -228,15 +228,7 @@ class Store:
         or ``[]``, decoded here without a parser), see ``CLAIM_JSON_COLUMNS``. Options are
         decoded once per distinct text: most jobs share theirs (a task's retry policy, a queue
         and priority), and an ``Options`` is immutable."""
-        text = row["options"]
-        try:
-            options = self._options[text]
-        except KeyError:
-            options = Options.from_json(_json_text(text))
-            if len(self._options) >= OPTIONS_CACHE:
-                self._options.clear()
-            self._options[text] = options
-        row["options"] = options
+        row["options"] = self._options_of(row["options"])
         row["parameters"] = _json_text(row["parameters"])
         row["parameters_keyed"] = _json_text(row["parameters_keyed"])
         return self._strict_job(row)
@@ -268,12 +260,39 @@ class Store:
     async def insert_jobs(self, conn: AsyncConnection[DictRow], news: list[NewJob]) -> list[Job]:
         """Jobs of concurrent ``add_job`` calls in one statement (one commit): one alone goes by
         the prepared single insert."""
-        if len(news) == 1:
-            return [await self.insert_job(conn, news[0])]
-        cur = await conn.execute(
-            self.jobs.insert_rows_returning, {"rows": json.dumps([json_row(n) for n in news])}
+        if len(news) == 1 or self.encrypt_parameters:  # read back whole (decrypted)
+            return [await self.insert_job(conn, new) for new in news]
+        rows = json.dumps([json_row(n) for n in news])
+        cur = await conn.execute(self.jobs.insert_rows_returning, {"rows": rows})
+        made = {row["rid"]: row for row in await cur.fetchall()}
+        # The rows are what was sent: the jobs are made from that, not decoded back.
+        return [self._job_of(new, made[new.rid]) for new in news]
+
+    def _job_of(self, new: NewJob, row: Mapping[str, Any]) -> Job:
+        created = utc_or_none(row["created_at"])
+        return Job(
+            id=row["id"],
+            rid=new.rid,
+            task_name=new.task_name,
+            status=JobStatus(new.status),
+            parameters=_json_text(new.parameters_json),
+            parameters_keyed=_json_text(new.parameters_keyed_json),
+            options=self._options_of(new.options_json),
+            scheduled_at=utc_or_none(new.scheduled_at),
+            created_at=created,
+            updated_at=created,
         )
-        return [self.job_from_row(row) for row in await cur.fetchall()]
+
+    def _options_of(self, text: str | None) -> Options | None:
+        """Decoded options by their text (an ``Options`` is immutable; most jobs share theirs)."""
+        try:
+            return self._options[text]
+        except KeyError:
+            options = Options.from_json(_json_text(text))
+            if len(self._options) >= OPTIONS_CACHE:
+                self._options.clear()
+            self._options[text] = options
+            return options
 
     async def insert_job_again(self, new: NewJob) -> Job:
         """``add_job`` once more after its connection broke: a fresh connection (dead ones are
