@@ -1,5 +1,6 @@
 """Many producers at once, as a web app's requests: 64 coroutines calling ``add_job_async`` and
-16 threads calling ``add_job``, each one job at a time, every call returning after its commit.
+16 threads calling ``add_job``, each one job at a time, every call returning after its commit:
+both at once on one client (``together``), and each alone.
 
     python benchmarks/producers.py [--jobs 20000] [--repeat 3]
 
@@ -74,14 +75,54 @@ def threads(config: Any, n: int, callers: int = 16) -> float:
     return n / seconds
 
 
+def together(config: Any, n: int) -> float:
+    """64 coroutines and 16 threads at the same time, on one client: the jobs of both per second."""
+    client = _client(config)
+    lock = threading.Lock()
+    remaining = [n]
+
+    def take() -> bool:
+        with lock:
+            remaining[0] -= 1
+            return remaining[0] >= 0
+
+    def thread_caller() -> None:
+        while take():
+            client.add_job("noop")
+
+    async def coroutine_callers() -> None:
+        async def caller() -> None:
+            while take():
+                await client.add_job_async("noop")
+
+        await asyncio.gather(*(caller() for _ in range(64)))
+
+    threads_ = [threading.Thread(target=thread_caller) for _ in range(16)]
+    start = time.perf_counter()
+    for t in threads_:
+        t.start()
+    asyncio.run(coroutine_callers())
+    for t in threads_:
+        t.join()
+    seconds = time.perf_counter() - start
+    client.stop()
+    return n / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    rounds: dict[str, list[float]] = {"coroutines_64": [], "threads_16": [], "one_thread": []}
+    rounds: dict[str, list[float]] = {
+        "together_64_16": [],
+        "coroutines_64": [],
+        "threads_16": [],
+        "one_thread": [],
+    }
     for round_no in range(args.repeat):
         for name, run, n in (
+            ("together_64_16", together, args.jobs),
             ("coroutines_64", coroutines, args.jobs),
             ("threads_16", threads, args.jobs),
             ("one_thread", lambda c, k: threads(c, k, 1), args.jobs // 5),

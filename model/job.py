@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,6 +182,34 @@ def uuid7() -> UUID:
     return uuid7_batch(1)[0]
 
 
+class _RandomBytes(threading.local):
+    """Random bytes drawn from the OS in blocks: one system call per 409 single rids instead of
+    one each. Per thread, and dropped in a forked child (which must not repeat its parent's)."""
+
+    def __init__(self) -> None:
+        self.block = b""
+        self.offset = 0
+
+    def take(self, size: int) -> bytes:
+        if size > 256:
+            return os.urandom(size)
+        if self.offset + size > len(self.block):
+            self.block, self.offset = os.urandom(4096), 0
+        start, self.offset = self.offset, self.offset + size
+        return self.block[start : self.offset]
+
+
+_random = _RandomBytes()
+
+
+def _forget_random_bytes() -> None:
+    global _random
+    _random = _RandomBytes()
+
+
+os.register_at_fork(after_in_child=_forget_random_bytes)
+
+
 _RAND_A = 0xFFF
 _RAND_B = (1 << 62) - 1
 
@@ -192,7 +221,7 @@ def uuid7_batch(count: int) -> list[UUID]:
     rest of an enqueue (``UUID`` keeps exactly ``int`` and ``is_safe`` in its slots).
     """
     base = (time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | 0b10 << 62
-    rand = os.urandom(10 * count)
+    rand = _random.take(10 * count)
     new, set_attr, unknown = object.__new__, object.__setattr__, SafeUUID.unknown
     out = []
     for i in range(0, 10 * count, 10):
