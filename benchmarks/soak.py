@@ -1,0 +1,99 @@
+"""Hours of load: producers at 70 % of what one worker drains, for a while.
+
+    python benchmarks/soak.py [--minutes 3] [--share 0.7]
+
+First a 20,000-job drain measures what one worker process drains here; then a producer enqueues
+at ``share`` of that rate (small batches every 10 ms) for ``--minutes`` (30 for the real soak, 3 by
+default as a smoke run) while one worker process runs. Reported: pickup latency (the enqueue's
+commit to the task's start) p50/p99 in the first and the last window (5 minutes, or a third of a
+shorter run), the size of ``job`` on disk over time, and that every job ran exactly once. Results
+are appended to benchmarks/history.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import psycopg
+from common import machine, record, scratch_database
+from run import Worker, drain, prepare
+
+from queuer import BatchJob, new_queuer_with_db
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
+def soak(minutes: float, rate: float) -> dict[str, Any]:
+    with scratch_database() as (url, config):
+        prepare("queuer", url)
+        worker = Worker("queuer", url)
+        producer = new_queuer_with_db("bench-producer", 1, None, config)
+
+        async def noop() -> None: ...
+
+        producer.add_task_with_name(noop, "noop")
+        enqueued: dict[str, float] = {}
+        sizes: list[tuple[float, int]] = []
+        per_tick = max(1, round(rate / 100))
+        start = time.monotonic()
+        end = start + minutes * 60
+        next_tick = start
+        with psycopg.connect(url, autocommit=True) as conn:
+            last_size = 0.0
+            while time.monotonic() < end:
+                rids = producer.add_jobs([BatchJob("noop") for _ in range(per_tick)])
+                committed = time.monotonic()
+                for rid in rids:
+                    enqueued[str(rid)] = committed
+                if committed - last_size >= 10:
+                    row = conn.execute("SELECT pg_total_relation_size('job')").fetchone()
+                    sizes.append((round(committed - start), row[0] if row else 0))
+                    last_size = committed
+                next_tick += 0.01
+                time.sleep(max(0.0, next_tick - time.monotonic()))
+            while conn.execute("SELECT 1 FROM job ORDER BY id LIMIT 1").fetchone() is not None:
+                time.sleep(0.05)
+            archived = conn.execute(
+                "SELECT count(*), count(DISTINCT rid), count(*) FILTER (WHERE status = 'SUCCEEDED') FROM job_archive"
+            ).fetchone()
+        producer.stop()
+        starts = worker.stop()
+    window = min(300.0, minutes * 60 / 3)
+    first = [starts[r] - t for r, t in enqueued.items() if t - start < window and r in starts]
+    last = [starts[r] - t for r, t in enqueued.items() if t > end - window and r in starts]
+    assert archived is not None
+    return {
+        "minutes": minutes,
+        "rate_per_s": round(rate),
+        "enqueued": len(enqueued),
+        "archived": archived[0],
+        "archived_distinct": archived[1],
+        "succeeded": archived[2],
+        "started": len(starts),
+        "first_window": {"p50_ms": _pct(first, 0.5), "p99_ms": _pct(first, 0.99), "jobs": len(first)},
+        "last_window": {"p50_ms": _pct(last, 0.5), "p99_ms": _pct(last, 0.99), "jobs": len(last)},
+        "p99_last_of_first": round(_pct(last, 0.99) / _pct(first, 0.99), 2),
+        "job_bytes": sizes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--share", type=float, default=0.7)
+    args = parser.parse_args()
+    capacity = drain("queuer", 1, 20_000)["jobs_per_s"]
+    result = soak(args.minutes, args.share * capacity)
+    result["drain_capacity_jobs_per_s"] = capacity
+    print({k: v for k, v in result.items() if k != "job_bytes"})
+    print("job size over time:", result["job_bytes"])
+    record("soak", {"machine": machine(), **result})
+
+
+if __name__ == "__main__":
+    main()
