@@ -27,11 +27,24 @@ from queuer.database.store import Store
 FILL = """
 INSERT INTO job_archive (id, rid, worker_id, options, task_name, parameters, parameters_keyed, status,
                          results, error, created_at, updated_at, started_at, attempts, schedule_count)
-SELECT g, gen_random_uuid(), 1, '{}', 'noop', '[]', '{}', 'SUCCEEDED', '[]', '',
+SELECT g, CASE WHEN %(time_ordered)s THEN time_ordered_rid(g, %(rows)s, %(spread)s) ELSE gen_random_uuid() END,
+       1, '{}', 'noop', '[]', '{}', 'SUCCEEDED', '[]', '',
        now() AT TIME ZONE 'UTC' - make_interval(secs => (%(rows)s - g) * %(spread)s),
        now() AT TIME ZONE 'UTC' - make_interval(secs => (%(rows)s - g) * %(spread)s),
        now() AT TIME ZONE 'UTC' - make_interval(secs => (%(rows)s - g) * %(spread)s), 1, 1
 FROM generate_series(%(first)s, %(last)s) AS g
+"""
+
+
+# The rids queuer writes are UUIDv7 (time first, so the archive's rid index grows at its right
+# edge); Go writes random ones (v4). --random-rids fills the archive with those instead.
+TIME_ORDERED_RID = """
+CREATE FUNCTION time_ordered_rid(g bigint, total bigint, spread float8) RETURNS uuid LANGUAGE sql AS $$
+    SELECT (substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-7' || substr(r, 1, 3) || '-8' || substr(r, 4, 3)
+            || '-' || substr(r, 7, 12))::uuid
+    FROM (SELECT lpad(to_hex((extract(epoch FROM now() - make_interval(secs => (total - g) * spread)) * 1000)::bigint),
+                      12, '0') AS h, md5(g::text) AS r) AS x
+$$
 """
 
 
@@ -41,6 +54,10 @@ def timed_drain(url: str, config: Any, n: int) -> float:
     async def noop() -> None: ...
 
     producer.add_task_with_name(noop, "noop")
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Both drains start right after a checkpoint: the fill's WAL would otherwise make a
+        # checkpoint (and its full-page writes) fall into the second one only.
+        conn.execute("CHECKPOINT")
     worker = Worker("queuer", url)
     producer.add_jobs([BatchJob("noop") for _ in range(n)])
     with psycopg.connect(url, autocommit=True) as conn:
@@ -80,8 +97,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--random-rids", action="store_true", help="fill with random (v4) rids, as Go writes")
     args = parser.parse_args()
-    results: dict[str, Any] = {"machine": machine(), "rows": args.rows, "jobs": args.jobs}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "rows": args.rows,
+        "jobs": args.jobs,
+        "rids": "random" if args.random_rids else "time-ordered",
+    }
     with scratch_database() as (url, config):
         prepare("queuer", url)
         results["empty_archive_jobs_per_s"] = round(timed_drain(url, config, args.jobs))
@@ -90,9 +113,11 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("SELECT setval(pg_get_serial_sequence('job', 'id'), %s)", (args.rows + 10_000_000,))
             spread = 60 * 86400 / args.rows
+            conn.execute(TIME_ORDERED_RID)
             for first in range(1, args.rows + 1, 1_000_000):
                 last = min(first + 999_999, args.rows)
-                conn.execute(FILL, {"rows": args.rows, "spread": spread, "first": first, "last": last})
+                params = {"rows": args.rows, "spread": spread, "first": first, "last": last}
+                conn.execute(FILL, {**params, "time_ordered": not args.random_rids})
             conn.execute("VACUUM ANALYZE job_archive")
             size = conn.execute("SELECT pg_total_relation_size('job_archive')").fetchone()
         results["fill_seconds"] = round(time.monotonic() - began)
