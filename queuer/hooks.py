@@ -47,17 +47,20 @@ class Hooks:
         self.startup: list[Callback] = []
         self.shutdown: list[Callback] = []
         self._running: set[asyncio.Task[None]] = set()
+        self.active = False  # some job callback is registered (the runtime skips the rest if not)
 
     def on(self, event: str, fn: Callback) -> Callback:
         if event not in EVENTS:
             raise ValidationError(f"unknown event {event!r}; one of {', '.join(EVENTS)}")
         self._events[event].append(check_callable(fn, f"the callback for {event}"))
+        self.active = True
         return fn
 
     def for_task(self, task: str, on_success: Callback | None, on_failure: Callback | None) -> None:
         for event, fn in (("job.succeeded", on_success), ("job.failed", on_failure)):
             if fn is not None:
                 self._tasks[(task, event)].append(check_callable(fn, f"{task}'s {event} callback"))
+                self.active = True
 
     def check(self, on_success: Any, on_failure: Any) -> None:
         """Refuse a task's callbacks before the task is registered."""

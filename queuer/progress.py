@@ -36,6 +36,7 @@ class ProgressReporter:
         self._written_at: dict[UUID, float] = {}
         self._due: set[UUID] = set()
         self._writes: set[asyncio.Task[None]] = set()
+        self.active = False  # some job reported progress (the runtime skips ``ended`` if not)
 
     def report(self, rid: UUID, fraction: float, message: str) -> None:
         try:
@@ -48,6 +49,7 @@ class ProgressReporter:
             self._loop.call_soon_threadsafe(self._note, rid, fraction, message)
 
     def _note(self, rid: UUID, fraction: float, message: str) -> None:
+        self.active = True
         self._latest[rid] = (fraction, message)
         if rid in self._due:
             return

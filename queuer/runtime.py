@@ -334,7 +334,10 @@ class Runtime:
             if new is not None:
                 follow_ups.append(FollowUp(o.job.id, new))
         claim = self._claim(claim_limit, queues)
-        flow = any(o.job.options and o.job.options.flow and o.job.options.flow.dependents for o in batch)
+        flow = any(
+            o.job.options is not None and o.job.options.flow is not None and o.job.options.flow.dependents
+            for o in batch
+        )
         return await self.store.cycle(
             self.worker_id, self.worker_rid, finished, retried, follow_ups, claim, flow=bool(flow)
         )
@@ -452,7 +455,8 @@ class Runtime:
         except asyncio.CancelledError:
             self.running.pop(job.id, None)
             raise
-        self.progress.ended(job.rid)
+        if self.progress.active:
+            self.progress.ended(job.rid)
         if job.id in self.running:
             if log.isEnabledFor(logging.INFO):
                 ended = "with a retry planned" if outcome.retry_at else outcome.status.value
@@ -478,7 +482,7 @@ class Runtime:
         self, event: str, job: Job, status: JobStatus, results_json: str = "[]", error: str = ""
     ) -> None:
         """Fire the callbacks of ``event`` with the job as it now stands (only when there are any)."""
-        if self.hooks.wants(event, job.task_name):
+        if self.hooks.active and self.hooks.wants(event, job.task_name):
             results = json.loads(results_json) if status is JobStatus.SUCCEEDED else job.results
             self.hooks.fire(event, replace(job, status=status, results=results, error=error or job.error))
 
