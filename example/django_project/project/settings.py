@@ -1,9 +1,10 @@
 """Settings of the test project: the database comes from QUEUER_DB_URL (set by the tests)."""
 
 import os
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 _url = urlsplit(os.environ["QUEUER_DB_URL"])
+_query = parse_qs(_url.query)
 
 SECRET_KEY = "tests-only"
 DEBUG = False
@@ -21,7 +22,7 @@ DATABASES = {
         "NAME": _url.path.lstrip("/"),
         "USER": _url.username or "postgres",
         "PASSWORD": _url.password or "",
-        "HOST": _url.hostname or "127.0.0.1",
+        "HOST": _url.hostname or _query.get("host", ["127.0.0.1"])[0],  # a socket directory too
         "PORT": _url.port or 5432,
     }
 }
