@@ -33,22 +33,47 @@ class InsertBatcher:
         self._again = again
         self._pending: list[tuple[NewJob, asyncio.Future[Job]]] = []
         self._writers = 0
+        self._alone: dict[asyncio.Future[Job], asyncio.Task[None]] = {}  # jobs sent alone, by whom
 
     async def submit(self, new: NewJob) -> Job:
+        """The job once committed. Cancelled before it is sent, it is not sent; cancelled while
+        it is sent alone, its statement is cancelled in the server (as a plain insert's would
+        be); sent with others, it is written with them."""
         future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
-        self._pending.append((new, future))
-        if self._writers < WRITERS:
+        entry = (new, future)
+        self._pending.append(entry)
+        self._start_writer()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if entry in self._pending:
+                self._pending.remove(entry)
+            else:
+                writer = self._alone.get(future)
+                if writer is not None:
+                    writer.cancel()
+            raise
+
+    def _start_writer(self) -> None:
+        if self._pending and self._writers < WRITERS:
             self._writers += 1
             asyncio.get_running_loop().create_task(self._drain())
-        return await future
 
     async def _drain(self) -> None:
         try:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                await self._send(batch)
+                task = asyncio.current_task()
+                if len(batch) == 1 and task is not None:
+                    self._alone[batch[0][1]] = task
+                try:
+                    await self._send(batch)
+                finally:
+                    self._alone.pop(batch[0][1], None)
         finally:
             self._writers -= 1
+            # Jobs that came while this writer was cancelled get a writer of their own.
+            asyncio.get_running_loop().call_soon(self._start_writer)
 
     async def _send(self, batch: list[tuple[NewJob, asyncio.Future[Job]]]) -> None:
         try:
