@@ -18,10 +18,10 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from common import machine, record, scratch_database
+from common import machine, noop_producer, record, scratch_database, wait_until_drained
 from run import Worker, prepare
 
-from queuer import BatchJob, new_queuer_with_db
+from queuer import BatchJob
 from queuer.database.store import Store
 
 FILL = """
@@ -49,21 +49,14 @@ $$
 
 
 def timed_drain(url: str, config: Any, n: int) -> float:
-    producer = new_queuer_with_db("bench-producer", 1, None, config)
-
-    async def noop() -> None: ...
-
-    producer.add_task_with_name(noop, "noop")
+    producer = noop_producer(config)
     with psycopg.connect(url, autocommit=True) as conn:
         # Both drains start right after a checkpoint: the fill's WAL would otherwise make a
         # checkpoint (and its full-page writes) fall into the second one only.
         conn.execute("CHECKPOINT")
     worker = Worker("queuer", url)
     producer.add_jobs([BatchJob("noop") for _ in range(n)])
-    with psycopg.connect(url, autocommit=True) as conn:
-        while conn.execute("SELECT 1 FROM job ORDER BY id LIMIT 1").fetchone() is not None:
-            time.sleep(0.01)
-    done = time.monotonic()
+    done = wait_until_drained(url)
     producer.stop()
     starts = worker.stop()
     return n / (done - min(starts.values()))

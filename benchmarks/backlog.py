@@ -17,20 +17,16 @@ import time
 from typing import Any
 
 import psycopg
-from common import machine, record, scratch_database
+from common import machine, noop_producer, record, scratch_database
 from run import Worker, prepare
 
-from queuer import BatchJob, new_queuer_with_db
+from queuer import BatchJob
 
 
 def drain(n: int) -> dict[str, Any]:
     with scratch_database() as (url, config):
         prepare("queuer", url)
-        producer = new_queuer_with_db("bench-producer", 1, None, config)
-
-        async def noop() -> None: ...
-
-        producer.add_task_with_name(noop, "noop")
+        producer = noop_producer(config)
         for start in range(0, n, 100_000):
             producer.add_jobs([BatchJob("noop") for _ in range(min(100_000, n - start))])
         producer.stop()

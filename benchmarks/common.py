@@ -172,3 +172,26 @@ def record(name: str, data: dict[str, Any]) -> Path:
     print(json.dumps(data, indent=2))
     print(f"recorded as {run} in {HISTORY}")
     return HISTORY
+
+
+def noop_producer(config: Any) -> Any:
+    """A queuer that enqueues the benchmarks' no-op task ``noop`` (it registers the task, so the
+    name is known; it never starts, so it runs nothing)."""
+    from queuer import new_queuer_with_db
+
+    producer = new_queuer_with_db("bench-producer", 1, None, config)
+
+    async def noop(*_: Any) -> None: ...
+
+    producer.add_task_with_name(noop, "noop")
+    return producer
+
+
+def wait_until_drained(url: str, poll: float = 0.01) -> float:
+    """Block until ``job`` is empty; the monotonic time it was seen empty."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute("SELECT 1 FROM job ORDER BY id LIMIT 1").fetchone() is not None:
+            time.sleep(poll)
+    return time.monotonic()

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import machine, record, scratch_database
+from common import machine, noop_producer, record, scratch_database
 from run import Worker, drain, prepare
 
-from queuer import BatchJob, DatabaseConfiguration, Options, new_queuer_with_db
+from queuer import BatchJob, DatabaseConfiguration, Options
 
 QUEUES = ("critical", "default", "low")
 HERE = Path(__file__).resolve().parent
@@ -52,11 +52,7 @@ def enqueue_with(python: str) -> Callable[[str, DatabaseConfiguration, int], flo
 def enqueue_spread(url: str, config: DatabaseConfiguration, n: int) -> float:
     """``n`` no-op jobs over three queues with random priorities, one COPY; the commit's time."""
     rng = random.Random(25)
-    q = new_queuer_with_db("bench-producer", 1, None, config)
-
-    async def noop() -> None: ...
-
-    q.add_task_with_name(noop, "noop")
+    q = noop_producer(config)
     q.add_jobs(
         [
             BatchJob("noop", options=Options(queue=rng.choice(QUEUES), priority=rng.randint(0, 9)))
@@ -68,21 +64,12 @@ def enqueue_spread(url: str, config: DatabaseConfiguration, n: int) -> float:
     return committed
 
 
-def _producer(config: DatabaseConfiguration) -> Any:
-    q = new_queuer_with_db("bench-producer", 1, None, config)
-
-    async def noop() -> None: ...
-
-    q.add_task_with_name(noop, "noop")
-    return q
-
-
 def concurrency_limit(n: int, limit: int = 5, processes: int = 2) -> dict[str, Any]:
     """A queue limited to ``limit`` RUNNING jobs, 2 worker processes of 10 slots each, jobs of 5 ms:
     the most RUNNING rows of the queue any sample saw."""
     with scratch_database() as (url, config):
         prepare("queuer", url)
-        producer = _producer(config)
+        producer = noop_producer(config)
         producer.set_queue_limits("limited", concurrency=limit)
         env = {"QUEUER_BENCH_SLEEP_MS": "5"}
         workers = [Worker("queuer", url, env=env) for _ in range(processes)]
@@ -129,7 +116,7 @@ def rate_limit(rate: int = 200, seconds: float = 10.0, processes: int = 2) -> di
     started in the ``seconds`` after the first start (server clock, ``started_at``)."""
     with scratch_database() as (url, config):
         prepare("queuer", url)
-        producer = _producer(config)
+        producer = noop_producer(config)
         producer.set_queue_limits("partner", rate=rate, per=timedelta(seconds=1))
         workers = [Worker("queuer", url) for _ in range(processes)]
         producer.add_jobs(

@@ -17,10 +17,10 @@ import time
 from typing import Any
 
 import psycopg
-from common import machine, record, scratch_database
+from common import machine, noop_producer, record, scratch_database
 from run import Worker, drain, prepare
 
-from queuer import BatchJob, new_queuer_with_db
+from queuer import BatchJob
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -32,11 +32,7 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
     with scratch_database() as (url, config):
         prepare("queuer", url)
         worker = Worker("queuer", url)
-        producer = new_queuer_with_db("bench-producer", 1, None, config)
-
-        async def noop() -> None: ...
-
-        producer.add_task_with_name(noop, "noop")
+        producer = noop_producer(config)
         enqueued: dict[str, float] = {}
         sizes: list[tuple[float, int]] = []
         per_tick = max(1, round(rate / 100))

@@ -16,35 +16,22 @@ import statistics
 import time
 from typing import Any
 
-import psycopg
-from common import machine, record, scratch_database
+from common import machine, noop_producer, record, scratch_database, wait_until_drained
 from run import Worker, prepare
 
-from queuer import BatchJob, Step, new_queuer_with_db
-
-
-def _producer(config: Any) -> Any:
-    q = new_queuer_with_db("bench-producer", 1, None, config)
-
-    async def noop(*_: Any) -> None: ...
-
-    q.add_task_with_name(noop, "noop")
-    return q
+from queuer import BatchJob, Step
 
 
 def drain(kind: str, n: int) -> dict[str, Any]:
     with scratch_database() as (url, config):
         prepare("queuer", url)
         worker = Worker("queuer", url)
-        producer = _producer(config)
+        producer = noop_producer(config)
         if kind == "group":
             producer.add_group([Step("noop") for _ in range(n)])
         else:
             producer.add_jobs([BatchJob("noop") for _ in range(n)])
-        with psycopg.connect(url, autocommit=True) as conn:
-            while conn.execute("SELECT 1 FROM job ORDER BY id LIMIT 1").fetchone() is not None:
-                time.sleep(0.01)
-        done = time.monotonic()
+        done = wait_until_drained(url)
         producer.stop()
         starts = worker.stop()
     seconds = done - min(starts.values())
@@ -61,7 +48,7 @@ def chain(steps: int) -> dict[str, Any]:
     with scratch_database() as (url, config):
         prepare("queuer", url)
         worker = Worker("queuer", url)
-        producer = _producer(config)
+        producer = noop_producer(config)
         started = time.monotonic()
         made = producer.add_chain([Step("noop") for _ in range(steps)])
         enqueued = time.monotonic()
