@@ -355,6 +355,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         q.set_queues(args.queues)
     if args.include:
         q.include(*args.include.split(","))
+    if args.metrics_port:
+        q.serve_metrics(args.metrics_port, args.metrics_host)
     stopping = threading.Event()
 
     def on_signal(signum: int, _: Any) -> None:
@@ -436,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # the default now; kept for scripts
     p.add_argument("--queues", help="queues to consume, in order of precedence (default: every queue)")
     p.add_argument("--include", help="modules or packages to import before starting (comma-separated)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (/metrics)")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="the address of the metrics port")
     p.add_argument("--grace", type=float, default=30.0, help="seconds running jobs get at stop")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_worker)

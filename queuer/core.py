@@ -36,13 +36,14 @@ from queuer.model import (
     validate_name,
     validate_queue_names,
 )
-from queuer.model.jsoncodec import dumps
+from queuer.model.jsoncodec import dumps, require_int
 from queuer.model.periodic import Periodic
 
 from .client import ANALYZE_AFTER, Client, env_encryption
 from .discovery import check_includes, import_all
 from .hooks import Callback, Hooks, check_callable
 from .master import MasterRole
+from .metrics import WorkerMetrics
 from .periodic import PeriodicRunner
 from .runner import in_task_process
 from .runtime import Runtime, RuntimeSettings
@@ -111,6 +112,7 @@ class Queuer(Client):
         self.hooks = Hooks()
         self.periodics: dict[str, Periodic] = {}
         self._periodic: PeriodicRunner | None = None
+        self._metrics: WorkerMetrics | None = None
         self._periodic_task: asyncio.Task[None] | None = None
         self._runtime: Runtime | None = None
         self._master: MasterRole | None = None
@@ -353,6 +355,17 @@ class Queuer(Client):
         that the tasks their decorators register exist (``new_queuer(..., include=[...])``)."""
         self.includes += check_includes(list(modules))
 
+    def serve_metrics(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serve Prometheus metrics on ``http://host:port/metrics`` (loopback by default): jobs
+        this worker started and finished, run times per task, and on each scrape the queue's state
+        from the database. Needs ``pip install "queuer[metrics]"``."""
+        require_int("port", port, minimum=1)
+        if self._metrics is None:
+            self._metrics = WorkerMetrics(self)
+        self._metrics.serve(port, host)
+        if self._runtime is not None:
+            self._runtime.metrics = self._metrics
+
     def set_queues(self, queues: Sequence[str] | str | None) -> None:
         """Consume these queues, in this order of precedence (None: every queue); before ``start``.
         A comma-separated string is read as a list."""
@@ -418,6 +431,7 @@ class Queuer(Client):
             self.queues,
             self.hooks,
         )
+        self._runtime.metrics = self._metrics
         self._runtime.start()
         self._update_channels()
         if self.periodics:

@@ -33,6 +33,7 @@ from queuer.model import Job, JobStatus, OnError, PassResults, WorkerStatus
 from .claims import QueuePlan, Segment
 from .hooks import Hooks
 from .loop import reraise_if_cancelled
+from .metrics import WorkerMetrics
 from .progress import ProgressReporter, current_reporter
 from .runner import Outcome, run_job
 from .saturation import Saturation
@@ -116,6 +117,7 @@ class Runtime:
         self._schedule_changed = True
         self.plan = QueuePlan(queues)
         self.hooks = hooks or Hooks()
+        self.metrics: WorkerMetrics | None = None  # set by Queuer.serve_metrics
         self._rate_timer: asyncio.TimerHandle | None = None
         # A limited queue of ours is at its concurrency: a job ending anywhere may make room.
         self.waiting_for_room = False
@@ -424,6 +426,8 @@ class Runtime:
         if flow is not None and flow.pass_results is not None:
             work = self._with_results(job, flow.pass_results, work)
         runner = asyncio.get_running_loop().create_task(self._run(job, work))
+        if self.metrics is not None:
+            self.metrics.started(job)
         self._announce("job.started", job, JobStatus.RUNNING)
         self.running[job.id] = (job, runner)
 
@@ -469,6 +473,8 @@ class Runtime:
                 )
             del self.running[job.id]
             self._pending.append(outcome)
+            if self.metrics is not None:
+                self.metrics.finished(job, "retrying" if outcome.retry_at else outcome.status.value)
             if outcome.retry_at is not None:
                 self._announce("job.retrying", job, JobStatus.QUEUED, error=outcome.error)
             else:
