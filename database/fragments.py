@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from queuer.model import JOB_COLUMNS
+from queuer.model import HELD_UNTIL, JOB_COLUMNS
 
 # The current time as the naive UTC value a TIMESTAMP column holds (contract §1.9).
 NOW_UTC = "(now() AT TIME ZONE 'UTC')"
@@ -35,9 +35,10 @@ EXPIRES_AT_OF = f"({_OWN} ->> 'expires_at')"
 NOW_EXPIRY_TEXT = f"""to_char({NOW_UTC}, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
-# A job held for its dependencies (queuer.model.workflows.HELD_UNTIL_TEXT): never due, for Go too.
-HELD = "status = 'SCHEDULED' AND scheduled_at = timestamp '9999-12-31 00:00:00'"
-HELD_J = "j.status = 'SCHEDULED' AND j.scheduled_at = timestamp '9999-12-31 00:00:00'"
+# A job held for its dependencies (queuer.model.HELD_UNTIL): never due, for Go too.
+_HELD_AT = f"timestamp '{HELD_UNTIL.isoformat(sep=' ')}'"
+HELD = f"status = 'SCHEDULED' AND scheduled_at = {_HELD_AT}"
+HELD_J = f"j.status = 'SCHEDULED' AND j.scheduled_at = {_HELD_AT}"
 
 
 def cancel_doomed() -> str:

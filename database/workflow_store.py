@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
 from psycopg.rows import DictRow
 
-from queuer.model import Job, JobNotFoundError, Progress, ValidationError, Workflow, result_value
+from queuer.model import HELD_UNTIL, Job, JobNotFoundError, Progress, ValidationError, Workflow, result_value
 from queuer.model.job import utc_or_none
 
 from .job_table import JobTable, NewJob, json_row
@@ -133,9 +132,6 @@ class WorkflowStore:
             values.pop("stage")
             members.append(self._job_from_row(values))
         return Workflow(rid=rid, kind=kinds[0]["kind"], members=members)
-
-
-HELD_UNTIL = datetime(9999, 12, 31)  # HELD in fragments: a held job's scheduled_at
 
 
 def _links_params(links: Links) -> dict[str, Any]:

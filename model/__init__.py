@@ -33,6 +33,7 @@ from .options import OnError, Options, RetryBackoff, Schedule, may_run_again, va
 from .queues import DEFAULT_QUEUE, QueueInfo, QueueLimits, validate_queue_name, validate_queue_names
 from .worker import Master, MasterSettings, Worker, WorkerStatus
 from .workflows import (
+    HELD_UNTIL,
     FlowLink,
     Group,
     PassResults,
@@ -45,6 +46,7 @@ from .workflows import (
 
 __all__ = [
     "DEFAULT_QUEUE",
+    "HELD_UNTIL",
     "JOB_COLUMNS",
     "BatchJob",
     "BatchResult",

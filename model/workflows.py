@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -16,8 +17,8 @@ if TYPE_CHECKING:
     from .options import Options
 
 # Where a held job waits: SCHEDULED at a time no worker (Python or Go, with its 10-minute
-# look-ahead) ever reaches, until its dependencies succeeded.
-HELD_UNTIL_TEXT = "9999-12-31 00:00:00"
+# look-ahead) ever reaches, until its dependencies succeeded (naive UTC, as the column holds it).
+HELD_UNTIL = datetime(9999, 12, 31)
 
 
 class PassResults(StrEnum):

@@ -690,18 +690,29 @@ class Client(QueueOperations, WorkflowOperations, PeriodicOperations):
         return await self._loop.call_async(self._wait(as_rid(rid), timeout_seconds))
 
     async def _wait(self, rid: UUID, timeout: float) -> Job:
+        late = await self._until_ended([rid], timeout)
+        if late:
+            raise WaitTimeoutError(f"job {rid} did not finish within {timeout}s")
+        return await self._store.get_job(rid, ended=True)
+
+    async def _until_ended(self, rids: list[UUID], timeout: float) -> int:
+        """Wait until every job of ``rids`` is in the archive (their notifications, not a poll);
+        how many were not by ``timeout``."""
         await self._ensure_listener()
-        fut = self._subscribers.wait_for(rid)
+        futures = {rid: self._subscribers.wait_for(rid) for rid in rids}
         self._update_channels()  # a saturated worker listens to job_archive again
         try:
-            if rid not in await self._store.find_ended([rid]):
-                try:
-                    await asyncio.wait_for(fut, timeout)
-                except TimeoutError:
-                    raise WaitTimeoutError(f"job {rid} did not finish within {timeout}s") from None
-            return await self._store.get_job(rid, ended=True)
+            ended = await self._store.find_ended(rids)
+            pending = [f for rid, f in futures.items() if rid not in ended]
+            if not pending:
+                return 0
+            done, late = await asyncio.wait(pending, timeout=timeout)
+            for future in done:
+                future.result()  # a waiter ended by the client's close raises here
+            return len(late)
         finally:
-            self._subscribers.forget(rid, fut)
+            for rid, future in futures.items():
+                self._subscribers.forget(rid, future)
 
     get_job = blocking(get_job_async)
     get_job_ended = blocking(get_job_ended_async)

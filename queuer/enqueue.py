@@ -16,8 +16,9 @@ import psycopg
 
 from queuer.database import NewJob
 from queuer.database.store import Store
-from queuer.database.workflow_store import HELD_UNTIL, Links
+from queuer.database.workflow_store import Links
 from queuer.model import (
+    HELD_UNTIL,
     BatchJob,
     FlowLink,
     JobStatus,

@@ -3,7 +3,6 @@ are ordinary rows; a held one waits in the database until the jobs before it suc
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -32,8 +31,7 @@ class WorkflowOperations:
 
     if TYPE_CHECKING:  # Client's
 
-        async def _ensure_listener(self) -> None: ...
-        def _update_channels(self) -> None: ...
+        async def _until_ended(self, rids: list[UUID], timeout: float) -> int: ...
         def _refuse_when_closed(self) -> None: ...
 
     async def add_chain_async(self, items: Sequence[Step | Group]) -> Workflow:
@@ -80,24 +78,11 @@ class WorkflowOperations:
         return await self._loop.call_async(self._wait_workflow(as_rid(rid, "workflow rid"), timeout_seconds))
 
     async def _wait_workflow(self, rid: UUID, timeout: float) -> Workflow:
-        await self._ensure_listener()
         workflow = await self._store.workflows.get(rid)
-        rids = [m.rid for m in workflow.members]
-        futures = {r: self._subscribers.wait_for(r) for r in rids}
-        self._update_channels()
-        try:
-            ended = await self._store.find_ended(rids)
-            pending = [f for r, f in futures.items() if r not in ended]
-            if pending:
-                _, late = await asyncio.wait(pending, timeout=timeout)
-                if late:
-                    raise WaitTimeoutError(
-                        f"workflow {rid}: {len(late)} job(s) did not end within {timeout}s"
-                    )
-            return await self._store.workflows.get(rid)
-        finally:
-            for r, f in futures.items():
-                self._subscribers.forget(r, f)
+        late = await self._until_ended([m.rid for m in workflow.members], timeout)
+        if late:
+            raise WaitTimeoutError(f"workflow {rid}: {late} job(s) did not end within {timeout}s")
+        return await self._store.workflows.get(rid)
 
     add_chain = blocking(add_chain_async)
     add_group = blocking(add_group_async)

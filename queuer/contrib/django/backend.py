@@ -87,7 +87,7 @@ class QueuerBackend(BaseTaskBackend):  # type: ignore[misc,unused-ignore]
 
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
         self.validate_task(task)
-        client = client_for(self)
+        client = self.client()
         name = task.module_path
         client._builder.known_remote_tasks.add(name)  # the worker registers it by the same path
         options = Options(
@@ -108,7 +108,7 @@ class QueuerBackend(BaseTaskBackend):  # type: ignore[misc,unused-ignore]
 
     def get_result(self, result_id: str) -> Any:
         try:
-            job = client_for(self).find_job(UUID(result_id))
+            job = self.client().find_job(UUID(result_id))
         except (ValueError, JobNotFoundError) as exc:
             raise TaskResultDoesNotExist(result_id) from exc
         return self._result(import_string(job.task_name), job)
@@ -135,7 +135,3 @@ class QueuerBackend(BaseTaskBackend):  # type: ignore[misc,unused-ignore]
         if status == TaskResultStatus.SUCCESSFUL:
             object.__setattr__(result, "_return_value", result_value(job.results))
         return result
-
-
-def client_for(backend: QueuerBackend) -> Client:
-    return backend.client()

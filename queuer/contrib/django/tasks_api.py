@@ -3,8 +3,6 @@ same API for Django 4.2 to 5.2, and for Python 3.11, which Django 6 does not sup
 
 from __future__ import annotations
 
-from typing import Any
-
 try:
     from django.tasks import TaskResultStatus, task_backends  # type: ignore[import-not-found,unused-ignore]
     from django.tasks.backends.base import BaseTaskBackend  # type: ignore[import-not-found,unused-ignore]
@@ -30,5 +28,3 @@ __all__ = [
     "TaskResultStatus",
     "task_backends",
 ]
-
-AnyTask = Any

@@ -3,6 +3,7 @@ backend, until SIGTERM or SIGINT (then a graceful stop)."""
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from queuer.core import Queuer
 
 def _runner(task: Any) -> Any:
     """The function queuer runs for a Django task: database connections tidied around it."""
-    if task.get_backend().supports_async_task and _is_async(task):
+    if inspect.iscoroutinefunction(task.func):
 
         async def run_async(*args: Any, **kwargs: Any) -> Any:
             return await task.acall(*args, **kwargs)
@@ -35,12 +36,6 @@ def _runner(task: Any) -> Any:
             close_old_connections()
 
     return run
-
-
-def _is_async(task: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(task.func)
 
 
 def discovered_tasks() -> list[Any]:
