@@ -292,6 +292,41 @@ LIMIT 1
 RETURNING {_COLS}
 """
 
+# Cancel or re-add many jobs at once (operators' bulk actions): counts only, so no row is decoded
+# (the operator may not hold the encryption key). ``dependents``: some cancelled job had held
+# jobs waiting for it (the caller sweeps them).
+_CANCEL_MANY = f"""
+WITH moved AS (
+    DELETE FROM {{job}} WHERE rid = ANY(%(rids)s::uuid[]) AND status IN ('QUEUED', 'SCHEDULED', 'RUNNING')
+    RETURNING *
+), archived AS (
+    INSERT INTO {{job_archive}} ({_COLS})
+    SELECT {archive_move("'CANCELLED'", "results", "results_encrypted", "error")} FROM moved
+    RETURNING options
+)
+SELECT count(*) AS n,
+       COALESCE(bool_or(options -> 'metadata' -> 'queuer_py' -> 'dependents' = 'true'::jsonb), FALSE) AS dependents
+FROM archived
+"""
+# New rids pair with archived ones; a job whose unique key is held again is left out.
+_READD_MANY = f"""
+WITH source AS (
+    SELECT DISTINCT ON (a.rid) x.new_rid, a.*
+    FROM unnest(%(new)s::uuid[], %(old)s::uuid[]) AS x(new_rid, old_rid)
+    JOIN {{job_archive}} AS a ON a.rid = x.old_rid
+    ORDER BY a.rid, a.updated_at DESC
+)
+INSERT INTO {{job}} (rid, options, task_name, parameters, parameters_keyed, parameters_encrypted,
+                    parameters_keyed_encrypted, status, scheduled_at, created_at, updated_at)
+SELECT new_rid, options, task_name, parameters, parameters_keyed, parameters_encrypted,
+       parameters_keyed_encrypted,
+       CASE WHEN options -> 'schedule' ->> 'start' IS NULL THEN 'QUEUED' ELSE 'SCHEDULED' END,
+       (options -> 'schedule' ->> 'start')::timestamptz AT TIME ZONE 'UTC', {NOW_UTC}, {NOW_UTC}
+FROM source
+ON CONFLICT DO NOTHING
+RETURNING rid
+"""
+
 # Filtered listing for operators (the CLI): newest first, same cursor as the pages below.
 _SELECT_FILTERED = f"""
 SELECT {_COLS} FROM {{table}}
@@ -451,6 +486,8 @@ class JobTable:
         self.cancel = compose(_CANCEL, where=sql.SQL("rid = %s"))
         self.cancel_by_worker = compose(_CANCEL, where=sql.SQL("worker_rid = %s"))
         self.readd = compose(_READD)
+        self.cancel_many = compose(_CANCEL_MANY)
+        self.readd_many = compose(_READD_MANY)
         self.filtered_jobs = compose(_SELECT_FILTERED, table=names["job"])
         self.filtered_ended = compose(_SELECT_FILTERED, table=names["job_archive"])
         # Operators' overview (queuer stats): counts by table, status and task; recent throughput.

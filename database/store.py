@@ -609,6 +609,18 @@ class Store:
             raise JobNotFoundError(f"Job not found in archive: no job with rid {rid} in job_archive")
         return self.job_from_row(rows[0])
 
+    async def cancel_many(self, rids: Sequence[UUID]) -> int:
+        """Archive those of ``rids`` that are queued, scheduled or running as CANCELLED; how many."""
+        row = (await self.execute(self.jobs.cancel_many, {"rids": list(rids)}))[0]
+        if row["dependents"]:
+            await self.workflows.sweep()  # the jobs waiting for them are cancelled with them
+        return int(row["n"])
+
+    async def readd_many(self, rids: Sequence[UUID]) -> int:
+        """A new job from each archived job of ``rids`` (none where its unique key is held); how many."""
+        params = {"new": [uuid7() for _ in rids], "old": list(rids)}
+        return len(await self.execute(self.jobs.readd_many, params))
+
     async def get_job(self, rid: UUID, ended: bool) -> Job:
         query = self.jobs.select_ended if ended else self.jobs.select_job
         async with self.pool.connection() as conn:

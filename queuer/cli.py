@@ -382,6 +382,44 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+DASHBOARD_TOKEN_ENV = "QUEUER_DASHBOARD_TOKEN"
+DASHBOARD_USER_ENV = "QUEUER_DASHBOARD_USER"
+DASHBOARD_PASSWORD_ENV = "QUEUER_DASHBOARD_PASSWORD"
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard until interrupted. Credentials come from the environment, never from
+    the command line (where every user of the machine could read them)."""
+    try:
+        import uvicorn
+
+        from queuer.dashboard.app import create_app
+    except ImportError as exc:
+        raise QueuerError(f'the dashboard needs its extra: pip install "queuer[dashboard]" ({exc})') from exc
+    user, password = os.environ.get(DASHBOARD_USER_ENV), os.environ.get(DASHBOARD_PASSWORD_ENV)
+    if bool(user) != bool(password):
+        raise QueuerError(f"basic auth needs both {DASHBOARD_USER_ENV} and {DASHBOARD_PASSWORD_ENV}")
+    key = os.environ.get("QUEUER_ENCRYPTION_KEY") or None
+    if args.decrypt and key is None:
+        raise QueuerError("--decrypt needs the key in QUEUER_ENCRYPTION_KEY")
+    client = Client(_config(args), key, pool_size=2, install=False)
+    app = create_app(
+        client,
+        read_only=args.read_only,
+        basic_auth=(user, password) if user and password else None,
+        token=os.environ.get(DASHBOARD_TOKEN_ENV) or None,
+        encryption_key=key if args.decrypt else None,
+        metrics=not args.no_metrics,
+    )
+    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
+    print(f"queuer dashboard on {where} ({'read-only' if args.read_only else 'actions on'})", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(), access_log=False)
+    finally:
+        client.close()
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------------
 def _rid(text: str) -> UUID:
     try:
@@ -503,6 +541,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("readd", parents=[common], help="enqueue an archived job again (new rid)")
     p.add_argument("rid", type=_rid)
     p.set_defaults(func=cmd_readd)
+
+    p = sub.add_parser("dashboard", parents=[common], help="serve the web dashboard (and /metrics)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--read-only", action="store_true", help="show everything, allow no action")
+    p.add_argument(
+        "--decrypt",
+        action="store_true",
+        help="show encrypted parameters and results when asked (key: QUEUER_ENCRYPTION_KEY)",
+    )
+    p.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    p.add_argument("--log-level", default="WARNING")
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("stats", parents=[common], help="counts, throughput, oldest queued job")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")

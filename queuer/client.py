@@ -662,6 +662,18 @@ class Client(QueueOperations, WorkflowOperations, PeriodicOperations):
         a schedule makes it SCHEDULED at its original start (so usually due at once)."""
         return await self._loop.call_async(self._store.readd(as_rid(rid)))
 
+    async def cancel_jobs_async(self, rids: Sequence[UUID | str]) -> int:
+        """Cancel many jobs in one statement (those still queued, scheduled or running); how many
+        were. Nothing is decoded, so it works without the encryption key."""
+        checked = _rids(rids)
+        return await self._loop.call_async(self._store.cancel_many(checked)) if checked else 0
+
+    async def readd_jobs_from_archive_async(self, rids: Sequence[UUID | str]) -> int:
+        """Enqueue a new job from each of many archived jobs in one statement; how many were
+        (a job whose unique key a live job holds is left out)."""
+        checked = _rids(rids)
+        return await self._loop.call_async(self._store.readd_many(checked)) if checked else 0
+
     async def stop_worker_async(self, worker_rid: UUID | str) -> Worker:
         """Ask any worker (Python or Go) to stop now: its row becomes STOPPED, it cancels its
         running jobs and exits at its next heartbeat."""
@@ -728,6 +740,8 @@ class Client(QueueOperations, WorkflowOperations, PeriodicOperations):
     cancel_job = blocking(cancel_job_async)
     cancel_all_jobs_by_worker = blocking(cancel_all_jobs_by_worker_async)
     readd_job_from_archive = blocking(readd_job_from_archive_async)
+    cancel_jobs = blocking(cancel_jobs_async)
+    readd_jobs_from_archive = blocking(readd_jobs_from_archive_async)
     stop_worker = blocking(stop_worker_async)
     stop_worker_gracefully = blocking(stop_worker_gracefully_async)
     wait_for_job_finished = blocking(wait_for_job_finished_async)
@@ -768,6 +782,18 @@ async def _call_listener(callback: Callable[[Any], Any], event: Any) -> None:
             await asyncio.get_running_loop().run_in_executor(None, callback, event)
     except Exception:
         log.exception("a listener's callback raised")
+
+
+MANY_RIDS = 10_000  # rids per bulk call: one statement, one transaction
+
+
+def _rids(rids: object) -> list[UUID]:
+    """The rids of a bulk call, checked before anything is written."""
+    if isinstance(rids, str | bytes) or not isinstance(rids, Sequence | set | frozenset):
+        raise ValidationError("rids must be a list of job rids")
+    if len(rids) > MANY_RIDS:
+        raise ValidationError(f"at most {MANY_RIDS} rids per call, got {len(rids)}")
+    return [as_rid(r) for r in rids]
 
 
 def _check_page(last_id: int, entries: int, search: str | None) -> None:

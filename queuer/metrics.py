@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("queuer.metrics")
 
 
-def _prometheus() -> Any:
+def prometheus() -> Any:
+    """The prometheus_client module, or a QueuerError naming the extra that brings it."""
     try:
         import prometheus_client
     except ImportError as exc:
@@ -30,7 +31,7 @@ class WorkerMetrics:
     """The counters a worker keeps, and the collector that reads the database on a scrape."""
 
     def __init__(self, client: Client) -> None:
-        prom = _prometheus()
+        prom = prometheus()
         self.registry = prom.CollectorRegistry()
         self._started = prom.Counter(
             "queuer_jobs_started", "Jobs this worker started", ["task", "queue"], registry=self.registry
@@ -59,7 +60,7 @@ class WorkerMetrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` on ``host:port`` (loopback unless told otherwise) in a thread."""
-        _prometheus().start_http_server(port, addr=host, registry=self.registry)
+        prometheus().start_http_server(port, addr=host, registry=self.registry)
 
 
 class _DatabaseCollector:
@@ -72,7 +73,7 @@ class _DatabaseCollector:
         return []  # read at collection: no describe-time query
 
     def collect(self) -> Iterator[Any]:
-        _prometheus()
+        prometheus()
         from prometheus_client.core import GaugeMetricFamily
 
         jobs = GaugeMetricFamily("queuer_jobs", "Jobs in job by state and queue", labels=["state", "queue"])

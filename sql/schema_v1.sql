@@ -44,6 +44,13 @@ CREATE INDEX IF NOT EXISTS idx_job_updated_at ON job (updated_at);
 -- are in queues_v1.sql.
 CREATE INDEX IF NOT EXISTS queuer_py_job_archive_rid ON job_archive (rid);
 CREATE INDEX IF NOT EXISTS queuer_py_job_archive_updated_at ON job_archive (updated_at);
+-- The dashboard's reads of the archive: a job's children, and the failed and cancelled jobs
+-- newest first. Both partial, so archiving a job that succeeded and has no parent only tests
+-- their predicates.
+CREATE INDEX IF NOT EXISTS queuer_py_job_archive_parent ON job_archive ((options ->> 'parent_rid'))
+    WHERE options ->> 'parent_rid' IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queuer_py_job_archive_unsucceeded ON job_archive (status, id)
+    WHERE status <> 'SUCCEEDED';
 
 CREATE TABLE IF NOT EXISTS worker (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
