@@ -65,7 +65,9 @@ class DatabaseConfiguration:
         return self.conninfo()
 
     def connect_kwargs(self) -> dict[str, Any]:
-        """Session settings of every connection: application name, search_path, UTC (§1.9, §7).
+        """Session settings of every connection: application name, search_path, UTC (§1.9, §7),
+        and no JIT: a queue's statements are short, and on a big table the planner's cost
+        estimates switch JIT on for statements it then slows by its compile time.
 
         Behind a transaction-mode pooler (PgBouncer) no startup options can be sent; nothing
         depends on them: every statement is schema-qualified and writes UTC explicitly."""
@@ -73,7 +75,7 @@ class DatabaseConfiguration:
             return {"application_name": APPLICATION_NAME}
         return {
             "application_name": APPLICATION_NAME,
-            "options": f"-c search_path={self.schema} -c TimeZone=UTC",
+            "options": f"-c search_path={self.schema} -c TimeZone=UTC -c jit=off",
         }
 
     @classmethod
