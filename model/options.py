@@ -252,6 +252,7 @@ class Options(QueuerPyNames):
     expires_at: datetime | None = None
     depends_on: tuple[UUID, ...] = ()
     flow: FlowLink | None = None  # set by workflows, see queuer.model.workflows
+    trace: dict[str, str] | None = None  # W3C trace context of the enqueue, set by queuer.tracing
 
     def __post_init__(self) -> None:
         if self.on_error is not None and not isinstance(self.on_error, OnError):
@@ -281,6 +282,8 @@ class Options(QueuerPyNames):
             )
         if self.flow is not None and not isinstance(self.flow, FlowLink):
             raise ValidationError("options.flow is set by workflows only")
+        if self.trace is not None and not _is_trace(self.trace):
+            raise ValidationError("options.trace is set by queuer.tracing only (a dict of short strings)")
         if self.expires_at is not None:
             if not isinstance(self.expires_at, datetime):
                 raise ValidationError(f"expires_at must be a datetime, got {type(self.expires_at).__name__}")
@@ -326,6 +329,8 @@ class Options(QueuerPyNames):
             data["depends_on"] = [str(r) for r in self.depends_on]
         if self.flow is not None:
             data.update(self.flow.to_json())
+        if self.trace:
+            data["trace"] = dict(self.trace)
         return data
 
     def to_json(self) -> dict[str, Any]:
@@ -391,7 +396,25 @@ def _routing_from_json(routing: Any) -> dict[str, Any]:
             values["depends_on"] = tuple(UUID(r) for r in depends)
     if "workflow" in routing or "dependents" in routing or "pass_results" in routing:
         values["flow"] = FlowLink.from_json(routing)
+    trace = routing.get("trace")
+    if trace is not None and _is_trace(trace):
+        values["trace"] = trace
     return values
+
+
+MAX_TRACE_ENTRIES = 8
+MAX_TRACE_TEXT = 512
+
+
+def _is_trace(value: Any) -> bool:
+    """A propagation carrier: a few short text entries (traceparent, tracestate, baggage)."""
+    return (
+        isinstance(value, dict)
+        and len(value) <= MAX_TRACE_ENTRIES
+        and all(
+            type(k) is str and type(v) is str and len(k) + len(v) <= MAX_TRACE_TEXT for k, v in value.items()
+        )
+    )
 
 
 def may_run_again(on_error: OnError | None, attempts: int) -> bool:

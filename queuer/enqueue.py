@@ -32,7 +32,9 @@ from queuer.model import (
     uuid7_batch,
 )
 from queuer.model.jsoncodec import dumps, naive_utc
+from queuer.model.queues import DEFAULT_QUEUE
 
+from . import tracing
 from .runner import current_job_rid
 from .tasks import TaskRef, TaskRegistry
 
@@ -87,7 +89,8 @@ class JobBuilder:
         parent = current_job_rid.get()
         # The common item (no options, no keyword parameters, not inside a task, no parameter
         # encryption) is built inline: the general path is much slower per item.
-        plain = parent is None and not self.store.encrypt_parameters
+        carrier = tracing.sent("batch", "", count=len(batch)) if tracing.active else None
+        plain = parent is None and not self.store.encrypt_parameters and carrier is None
         default_options = self.default_options_json
         queued = JobStatus.QUEUED.value
         names: dict[Any, str] = {}
@@ -117,7 +120,8 @@ class JobBuilder:
                     params_json = dumps(params, "parameters")
                     news.append(NewJob(rids[index], default_options, name, params_json, "{}", queued, None))
                 else:
-                    new = self.encode(item.options, name, params, keyed, rids[index], parent)
+                    options = _traced(item.options, carrier) if carrier else item.options
+                    new = self.encode(options, name, params, keyed, rids[index], parent)
                     if new.depends_on:
                         raise ValidationError("add_jobs takes no depends_on: add such jobs with add_job")
                     news.append(new)
@@ -131,6 +135,7 @@ class JobBuilder:
         result (a list of results after a group) first, unless its step says not to."""
         rid = uuid7()
         parent = current_job_rid.get()
+        carrier = tracing.sent(kind, "", rid) if tracing.active else None
         news: list[NewJob] = []
         links = Links(rid, kind, [], [], [])
         before: list[UUID] = []
@@ -139,7 +144,7 @@ class JobBuilder:
             last = number == len(stages) - 1
             for step in stage:
                 try:
-                    new = self._step(step, number, before, rid, last, parent)
+                    new = self._step(step, number, before, rid, last, parent, carrier)
                 except ValidationError as exc:
                     raise type(exc)(f"{kind} step {len(news)}: {exc}") from exc
                 if before:
@@ -153,11 +158,20 @@ class JobBuilder:
         return news, links
 
     def _step(
-        self, step: Step, number: int, before: list[UUID], workflow: UUID, last: bool, parent: UUID | None
+        self,
+        step: Step,
+        number: int,
+        before: list[UUID],
+        workflow: UUID,
+        last: bool,
+        parent: UUID | None,
+        carrier: dict[str, str] | None,
     ) -> NewJob:
         options = step.options or Options()
         if not isinstance(options, Options):
             raise ValidationError(f"options must be an Options, got {type(options).__name__}")
+        if carrier:
+            options = replace(options, trace=carrier)
         if options.schedule is not None or options.unique_key is not None or options.depends_on:
             raise ValidationError("a workflow step takes no schedule, unique_key or depends_on")
         passing = None
@@ -178,7 +192,10 @@ class JobBuilder:
         local = self.registry.tasks.get(name)
         if local is not None:
             local.check_call(args, kwargs)
-        return self.encode(options, name, args, kwargs, uuid7(), current_job_rid.get())
+        rid = uuid7()
+        if tracing.active:
+            options = _traced(options, tracing.sent(name, _queue_of(options), rid))
+        return self.encode(options, name, args, kwargs, rid, current_job_rid.get())
 
     def encode(
         self,
@@ -220,3 +237,16 @@ class JobBuilder:
             depends_on=depends_on,
         )
         return self.store.seal(new)
+
+
+def _traced(options: Options | None, carrier: dict[str, str] | None) -> Options | None:
+    """``options`` carrying the trace context of their enqueue (checked as any options are)."""
+    if not carrier:
+        return options
+    if options is not None and not isinstance(options, Options):
+        return options  # encode() refuses it with the usual message
+    return replace(options or Options(), trace=carrier)
+
+
+def _queue_of(options: Options | None) -> str:
+    return options.queue if isinstance(options, Options) else DEFAULT_QUEUE

@@ -18,6 +18,7 @@ from uuid import UUID
 from queuer.model import Job, JobStatus, NotSerializableError, OnError, may_run_again, results_of
 from queuer.model.jsoncodec import dumps
 
+from . import tracing
 from .tasks import Task
 
 # The rid of the job whose task is running in this context; add_job records it as parent_rid.
@@ -173,6 +174,15 @@ async def _run_in_process(task: Task[..., Any], args: list[Any], kwargs: dict[st
 
 async def run_job(task: Task[..., Any], job: Job, on_error: OnError | None) -> Outcome:
     """Execute ``task`` for ``job`` once and decide: SUCCEEDED, FAILED, or retry later."""
+    if tracing.active:
+        with tracing.processing(job) as span:
+            outcome = await _run_job(task, job, on_error)
+            tracing.outcome(span, outcome.status, outcome.error)
+            return outcome
+    return await _run_job(task, job, on_error)
+
+
+async def _run_job(task: Task[..., Any], job: Job, on_error: OnError | None) -> Outcome:
     current_job_rid.set(job.rid)
     timeout = on_error.timeout if on_error and on_error.timeout > 0 else None
     try:
