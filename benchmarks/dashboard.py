@@ -9,7 +9,8 @@ by INSERT ... SELECT with triggers off for the fill (no notifications for rows n
 then VACUUM ANALYZE as the master's maintenance would leave them. The dashboard is served by
 uvicorn in this process; each page is fetched ``--requests`` times after one warm-up, and the
 median and worst are reported. Then the database's committed transactions are counted over
-``--idle`` seconds with the dashboard open and no page open (its cost when nobody watches).
+``--idle`` seconds with the dashboard open and no page open, and the sessions that ran a statement
+meanwhile (its cost when nobody watches).
 """
 
 from __future__ import annotations
@@ -116,6 +117,18 @@ def commits(url: str) -> int:
         return int(row[0])
 
 
+def statements_since(url: str, since: float) -> int:
+    """Sessions of this database other than ours that started a statement after ``since``."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND query_start > to_timestamp(%s)",
+            (since,),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1_000_000)
@@ -157,10 +170,15 @@ def main() -> None:
         for name, path in pages.items():
             results["pages"][name] = timed(base, path, args.requests)
             print(name, results["pages"][name], flush=True)
+        # A backend reports its transactions to pg_stat_database up to 10 s after they ran: let
+        # the pages' own reports arrive before the idle window opens.
+        time.sleep(11)
+        window = time.time()
         before = commits(url)
         time.sleep(args.idle)
-        # Our own reads of pg_stat_database commit too: one before, this one after.
+        # Our own reads of pg_stat_database commit too: the one before is counted after.
         results["idle_commits"] = commits(url) - before - 1
+        results["idle_statements"] = statements_since(url, window)
         results["idle_seconds"] = args.idle
         server.should_exit = True
         thread.join(30)

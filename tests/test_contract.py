@@ -170,6 +170,8 @@ def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.C
         ("job", "queuer_py_job_expires"),
         ("job_archive", "queuer_py_job_archive_rid"),
         ("job_archive", "queuer_py_job_archive_updated_at"),
+        ("job_archive", "queuer_py_job_archive_parent"),
+        ("job_archive", "queuer_py_job_archive_unsucceeded"),
         ("queuer_py_worker", "queuer_py_worker_pkey"),
         ("queuer_py_queue", "queuer_py_queue_pkey"),
         ("queuer_py_queue_start", "queuer_py_queue_start_pkey"),
