@@ -35,6 +35,7 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
         producer = noop_producer(config)
         enqueued: dict[str, float] = {}
         sizes: list[tuple[float, int]] = []
+        events: list[tuple[float, int, int, int]] = []  # (second, job vacuums, checkpoints, archive rows)
         per_tick = max(1, round(rate / 100))
         start = time.monotonic()
         end = start + minutes * 60
@@ -49,6 +50,7 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
                 if committed - last_size >= 10:
                     row = conn.execute("SELECT pg_total_relation_size('job')").fetchone()
                     sizes.append((round(committed - start), row[0] if row else 0))
+                    events.append((round(committed - start), *_counters(conn)))
                     last_size = committed
                 next_tick += 0.01
                 time.sleep(max(0.0, next_tick - time.monotonic()))
@@ -75,7 +77,49 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
         "last_window": {"p50_ms": _pct(last, 0.5), "p99_ms": _pct(last, 0.99), "jobs": len(last)},
         "p99_last_of_first": round(_pct(last, 0.99) / _pct(first, 0.99), 2),
         "job_bytes": sizes,
+        "timeline": _timeline(enqueued, starts, start, events),
     }
+
+
+def _counters(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+    """What may stall the hot path, counted so far: VACUUMs of ``job`` (the master's), the server's
+    checkpoints, and the archive's rows (an estimate: its live tuples)."""
+    row = conn.execute(
+        "SELECT (SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'job'), "
+        "(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter), "
+        "(SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'job_archive')"
+    ).fetchone()
+    assert row is not None
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+
+def _timeline(
+    enqueued: dict[str, float],
+    starts: dict[str, float],
+    start: float,
+    events: list[tuple[float, int, int, int]],
+) -> list[dict[str, Any]]:
+    """Pickup p50/p99 per 10-second window, beside the vacuums and checkpoints that began in it."""
+    windows: dict[int, list[float]] = {}
+    for rid, at in enqueued.items():
+        if rid in starts:
+            windows.setdefault(int((at - start) // 10), []).append(starts[rid] - at)
+    marks = {int(second // 10): (v, c, a) for second, v, c, a in events}
+    rows, previous = [], (0, 0, 0)
+    for index in sorted(windows):
+        counters = marks.get(index + 1, previous)
+        rows.append(
+            {
+                "second": index * 10,
+                "p50_ms": _pct(windows[index], 0.5),
+                "p99_ms": _pct(windows[index], 0.99),
+                "vacuums": counters[0] - previous[0],
+                "checkpoints": counters[1] - previous[1],
+                "archive_rows": counters[2],
+            }
+        )
+        previous = counters
+    return rows
 
 
 def main() -> None:
@@ -86,7 +130,9 @@ def main() -> None:
     capacity = drain("queuer", 1, 20_000)["jobs_per_s"]
     result = soak(args.minutes, args.share * capacity)
     result["drain_capacity_jobs_per_s"] = capacity
-    print({k: v for k, v in result.items() if k != "job_bytes"})
+    print({k: v for k, v in result.items() if k not in ("job_bytes", "timeline")})
+    for row in result["timeline"]:
+        print(row)
     print("job size over time:", result["job_bytes"])
     record("soak", {"machine": machine(), **result})
 
