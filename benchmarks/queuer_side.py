@@ -1,14 +1,14 @@
 """A queuer worker process for the benchmarks: ``python queuer_side.py URL CONCURRENCY FILE [TASK]``.
 
-Runs no-op async jobs of task TASK (default ``noop``) until SIGTERM, then writes each job's start
-time (monotonic) to FILE. ``QUEUER_BENCH_QUEUES`` (comma-separated): the queues it consumes;
+Runs no-op async jobs of task TASK (default ``noop``) until SIGTERM, writing each job's rid and start
+time (monotonic) to FILE as it starts, a line each: a structure growing in memory would stall the
+worker it measures (a dict of millions of starts took hundreds of milliseconds to resize). ``QUEUER_BENCH_QUEUES`` (comma-separated): the queues it consumes;
 ``QUEUER_BENCH_SLEEP_MS``: each job sleeps that long.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -47,10 +47,10 @@ def main() -> None:
         DatabaseConfiguration.from_url(url, sslmode="disable"),
         **({"queues": queues.split(",")} if queues else {}),
     )
-    starts: dict[str, float] = {}
+    out = open(record, "w", buffering=1 << 20)  # noqa: SIM115 (closed after the worker stops)
 
     async def noop(*_: Any) -> None:
-        starts[str(current_job_rid.get())] = time.monotonic()
+        out.write(f"{current_job_rid.get()}\t{time.monotonic()}\n")
         if sleep:
             await asyncio.sleep(sleep)
 
@@ -65,8 +65,7 @@ def main() -> None:
     print("ready", flush=True)
     stop.wait()
     q.stop()
-    with open(record, "w") as f:
-        json.dump(starts, f)
+    out.close()
 
 
 if __name__ == "__main__":

@@ -89,8 +89,16 @@ class Worker:
     def stop(self) -> dict[str, float]:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
+        starts: dict[str, float] = {}
         with open(self.record) as f:
-            starts: dict[str, float] = json.load(f)
+            if f.read(1) == "{":  # pgqueuer's side writes one JSON object at the end
+                f.seek(0)
+                starts = json.load(f)
+            else:  # queuer's side a line per start as it happens
+                f.seek(0)
+                for line in f:
+                    rid, at = line.split("\t")
+                    starts[rid] = float(at)
         os.unlink(self.record)
         return starts
 

@@ -33,7 +33,10 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
         prepare("queuer", url)
         worker = Worker("queuer", url)
         producer = noop_producer(config)
-        enqueued: dict[str, float] = {}
+        # Per tick: its commit time and rids (one append per tick; a dict of millions of rids
+        # built as it goes stalled the producer while it resized, and the jobs it then sent in a
+        # burst waited).
+        ticks: list[tuple[float, list[Any]]] = []
         sizes: list[tuple[float, int]] = []
         events: list[tuple[float, int, int, int]] = []  # (second, job vacuums, checkpoints, archive rows)
         per_tick = max(1, round(rate / 100))
@@ -45,8 +48,7 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
             while time.monotonic() < end:
                 rids = producer.add_jobs([BatchJob("noop") for _ in range(per_tick)])
                 committed = time.monotonic()
-                for rid in rids:
-                    enqueued[str(rid)] = committed
+                ticks.append((committed, rids))
                 if committed - last_size >= 10:
                     row = conn.execute("SELECT pg_total_relation_size('job')").fetchone()
                     sizes.append((round(committed - start), row[0] if row else 0))
@@ -61,6 +63,7 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
             ).fetchone()
         producer.stop()
         starts = worker.stop()
+    enqueued = {str(rid): at for at, rids in ticks for rid in rids}
     window = min(300.0, minutes * 60 / 3)
     first = [starts[r] - t for r, t in enqueued.items() if t - start < window and r in starts]
     last = [starts[r] - t for r, t in enqueued.items() if t > end - window and r in starts]

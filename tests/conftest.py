@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from queuer import DatabaseConfiguration, Queuer, new_queuer_with_db
+from queuer import Client, DatabaseConfiguration, Queuer, connect_with_db, new_queuer_with_db
 
 from .helpers import QueuerFactory, config_from_url, database_url_for
 
@@ -88,3 +88,17 @@ def owned_server() -> Iterator[Any]:
 
     server = get_server(tempfile.mkdtemp(prefix="queuer-restart-"), cleanup_mode="delete")
     yield server
+
+
+@pytest.fixture
+def client(db_config: DatabaseConfiguration, make_queuer: QueuerFactory) -> Iterator[Client]:
+    """A producer (never a worker); jobs of task "noop" stay queued: the worker row that lists the
+    task belongs to a Queuer that never starts."""
+
+    def noop(x: int = 0) -> int:
+        return x
+
+    make_queuer("holder", 1).add_task_with_name(noop, "noop")
+    producer = connect_with_db(db_config)
+    yield producer
+    producer.close()

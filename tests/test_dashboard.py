@@ -27,15 +27,6 @@ def _noop(x: int = 0) -> int:
 
 
 @pytest.fixture
-def client(db_config: DatabaseConfiguration, make_queuer: QueuerFactory) -> Iterator[Client]:
-    """A producer; jobs of task "noop" stay queued: the worker that lists it never starts."""
-    make_queuer("holder", 1).add_task_with_name(_noop, "noop")
-    c = connect_with_db(db_config)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def dashboard(client: Client) -> Iterator[str]:
     with serving(client) as url:
         yield url

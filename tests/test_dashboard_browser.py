@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from queuer import Client, DatabaseConfiguration, Options, connect_with_db
+from queuer import Client, Options
 
 from .dashboard_server import serving
 from .helpers import FAST_MASTER, QueuerFactory, count, eventually, run_python
@@ -45,14 +45,6 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield launched
         launched.close()
-
-
-@pytest.fixture
-def client(db_config: DatabaseConfiguration, make_queuer: QueuerFactory) -> Iterator[Client]:
-    make_queuer("holder", 1).add_task_with_name(_noop, "noop")  # lists "noop", never starts
-    c = connect_with_db(db_config)
-    yield c
-    c.close()
 
 
 @pytest.fixture

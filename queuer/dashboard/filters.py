@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from queuer.model import JobStatus, ValidationError, validate_queue_name
+from queuer.model import ValidationError, validate_queue_name
 
 LIVE_STATUSES = ("QUEUED", "SCHEDULED", "RUNNING")
 ENDED_STATUSES = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -84,13 +84,6 @@ def cursor(query: Mapping[str, str], key: str) -> int | None:
     if not raw.isdigit() or len(raw) > 19:
         raise ValidationError(f"{key} must be a job id")
     return int(raw)
-
-
-def known_status(status: str) -> JobStatus | None:
-    try:
-        return JobStatus(status)
-    except ValueError:
-        return None
 
 
 def _blank(value: str | None) -> str | None:
