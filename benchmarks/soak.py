@@ -38,7 +38,8 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
         # burst waited).
         ticks: list[tuple[float, list[Any]]] = []
         sizes: list[tuple[float, int]] = []
-        events: list[tuple[float, int, int, int]] = []  # (second, job vacuums, checkpoints, archive rows)
+        # (second, job vacuums, checkpoints, archive rows, jobs waiting, WAL bytes, IO pressure %)
+        events: list[tuple[float, int, int, int, int, int, float]] = []
         per_tick = max(1, round(rate / 100))
         start = time.monotonic()
         end = start + minutes * 60
@@ -84,16 +85,28 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
     }
 
 
-def _counters(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+def _counters(conn: psycopg.Connection[Any]) -> tuple[int, int, int, int, int, float]:
     """What may stall the hot path, counted so far: VACUUMs of ``job`` (the master's), the server's
-    checkpoints, and the archive's rows (an estimate: its live tuples)."""
+    checkpoints, the archive's rows (an estimate: its live tuples); and now: the jobs waiting (a
+    backlog means the worker fell behind), the WAL position, and the share of the last 10 s in
+    which some task of this machine waited for IO (the kernel's pressure stall information)."""
     row = conn.execute(
         "SELECT (SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'job'), "
         "(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter), "
-        "(SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'job_archive')"
+        "(SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'job_archive'), "
+        "(SELECT count(*) FROM job WHERE status = 'QUEUED'), "
+        "pg_current_wal_lsn() - '0/0'::pg_lsn"
     ).fetchone()
     assert row is not None
-    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3]), int(row[4]), _io_pressure()
+
+
+def _io_pressure() -> float:
+    try:
+        with open("/proc/pressure/io") as f:
+            return float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return -1.0
 
 
 def _timeline(
@@ -107,8 +120,9 @@ def _timeline(
     for rid, at in enqueued.items():
         if rid in starts:
             windows.setdefault(int((at - start) // 10), []).append(starts[rid] - at)
-    marks = {int(second // 10): (v, c, a) for second, v, c, a in events}
-    rows, previous = [], (0, 0, 0)
+    marks = {int(second // 10): rest for second, *rest in events}
+    rows: list[dict[str, Any]] = []
+    previous: list[Any] = [0, 0, 0, 0, 0, 0.0]
     for index in sorted(windows):
         counters = marks.get(index + 1, previous)
         rows.append(
@@ -119,9 +133,12 @@ def _timeline(
                 "vacuums": counters[0] - previous[0],
                 "checkpoints": counters[1] - previous[1],
                 "archive_rows": counters[2],
+                "waiting": counters[3],
+                "wal_mb": round((counters[4] - previous[4]) / 1e6) if previous[4] else None,
+                "io_pressure_pct": counters[5],
             }
         )
-        previous = counters
+        previous = list(counters)
     return rows
 
 

@@ -177,6 +177,33 @@ def test_each_action_clicked_changes_the_tables(
         )
         assert count(sql, "SELECT count(*) FROM job WHERE rid = %s", other.rid) == 1
 
+        page.goto(f"{url}/archive")
+        page.fill("form.filters input[name=queue]", "mail")
+        page.select_option("form.filters select[name=status]", "CANCELLED")
+        page.click("form.filters button:has-text('Filter')")
+        page.wait_for_url("**/archive?*queue=mail*")
+        page.click("button:has-text('Add again every matching job')")
+        page.wait_for_selector(".notice")
+        assert "3 jobs added again" in page.inner_text(".notice")
+        assert (
+            count(
+                sql,
+                "SELECT count(*) FROM job WHERE options -> 'metadata' -> 'queuer_py' ->> 'queue' = 'mail'",
+            )
+            == 3
+        )
+
+        hasty = make_queuer("stopped-now", 1)
+        hasty.add_task(_noop)
+        hasty.start(FAST_MASTER)
+        page.goto(f"{url}/workers")
+        page.locator(f"tr[data-worker='{hasty.worker.rid}'] button:has-text('Stop now')").click()
+        page.wait_for_selector(".notice")
+        assert hasty.wait_until_stopped(30)
+        assert sql.execute("SELECT status FROM worker WHERE rid = %s", (hasty.worker.rid,)).fetchone() == (
+            "STOPPED",
+        )
+
         page.goto(f"{url}/workers")
         page.locator(f"tr[data-worker='{worker.worker.rid}'] button:has-text('Stop gracefully')").click()
         page.wait_for_selector(".notice")
