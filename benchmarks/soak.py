@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from common import machine, noop_producer, record, scratch_database
@@ -33,10 +34,11 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
         prepare("queuer", url)
         worker = Worker("queuer", url)
         producer = noop_producer(config)
-        # Per tick: its commit time and rids (one append per tick; a dict of millions of rids
-        # built as it goes stalled the producer while it resized, and the jobs it then sent in a
-        # burst waited).
-        ticks: list[tuple[float, list[Any]]] = []
+        # Per tick: its commit time and its rids as one bytes object. What the producer keeps must
+        # neither be resized whole (a dict of millions of rids stalled the producer while it
+        # resized) nor be seen by the garbage collector (millions of UUID objects made each full
+        # collection take seconds): either stall comes back as a burst of jobs that then wait.
+        ticks: list[tuple[float, bytes]] = []
         sizes: list[tuple[float, int]] = []
         # (second, job vacuums, checkpoints, archive rows, jobs waiting, WAL bytes, IO pressure %)
         events: list[tuple[float, int, int, int, int, int, float]] = []
@@ -49,7 +51,7 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
             while time.monotonic() < end:
                 rids = producer.add_jobs([BatchJob("noop") for _ in range(per_tick)])
                 committed = time.monotonic()
-                ticks.append((committed, rids))
+                ticks.append((committed, b"".join(rid.bytes for rid in rids)))
                 if committed - last_size >= 10:
                     row = conn.execute("SELECT pg_total_relation_size('job')").fetchone()
                     sizes.append((round(committed - start), row[0] if row else 0))
@@ -64,7 +66,7 @@ def soak(minutes: float, rate: float) -> dict[str, Any]:
             ).fetchone()
         producer.stop()
         starts = worker.stop()
-    enqueued = {str(rid): at for at, rids in ticks for rid in rids}
+    enqueued = {str(UUID(bytes=blob[i : i + 16])): at for at, blob in ticks for i in range(0, len(blob), 16)}
     window = min(300.0, minutes * 60 / 3)
     first = [starts[r] - t for r, t in enqueued.items() if t - start < window and r in starts]
     last = [starts[r] - t for r, t in enqueued.items() if t > end - window and r in starts]
