@@ -19,6 +19,7 @@ from uuid import UUID
 
 import psycopg
 from common import machine, noop_producer, record, scratch_database
+from psycopg import sql
 from run import Worker, drain, prepare
 
 from queuer import BatchJob
@@ -29,9 +30,16 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
 
 
-def soak(minutes: float, rate: float) -> dict[str, Any]:
+def soak(minutes: float, rate: float, log_slow_ms: int | None = None) -> dict[str, Any]:
     with scratch_database() as (url, config):
         prepare("queuer", url)
+        if log_slow_ms is not None:  # the server logs every statement of this database slower than that
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET log_min_duration_statement = {}").format(
+                        sql.Identifier(conn.info.dbname), sql.Literal(log_slow_ms)
+                    )
+                )
         worker = Worker("queuer", url)
         producer = noop_producer(config)
         # Per tick: its commit time and its rids as one bytes object. What the producer keeps must
@@ -148,9 +156,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--share", type=float, default=0.7)
+    parser.add_argument(
+        "--log-slow-ms", type=int, help="have the server log the statements slower than this (its log file)"
+    )
     args = parser.parse_args()
     capacity = drain("queuer", 1, 20_000)["jobs_per_s"]
-    result = soak(args.minutes, args.share * capacity)
+    result = soak(args.minutes, args.share * capacity, args.log_slow_ms)
     result["drain_capacity_jobs_per_s"] = capacity
     print({k: v for k, v in result.items() if k not in ("job_bytes", "timeline")})
     for row in result["timeline"]:

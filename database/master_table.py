@@ -97,14 +97,18 @@ _FORGET_WORKERS = (
 
 
 # Archive retention without TimescaleDB: the master deletes rows older than the retention in
-# bounded batches (never a per-insert trigger, so finishing jobs never pays for it).
+# bounded batches (never a per-insert trigger, so finishing jobs never pays for it), oldest first.
+# The rows are found by walking the updated_at index (ORDER BY keeps any plan on it) and deleted by
+# their ctid (a TID scan): the earlier "(id, updated_at) IN (... LIMIT n)" ran as a generic plan
+# that read the whole archive on every master tick when no row was old enough, longer as the
+# archive grew. Archive rows are never updated, so a ctid found here still names its row.
 _RETENTION_BATCH = (
     """
-DELETE FROM {job_archive} WHERE (id, updated_at) IN (
-    SELECT id, updated_at FROM {job_archive} WHERE updated_at < """
+DELETE FROM {job_archive} WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM {job_archive} WHERE updated_at < """
     + NOW_UTC
-    + """ - %s::interval LIMIT %s
-)
+    + """ - %s::interval ORDER BY updated_at LIMIT %s
+))
 """
 )
 
