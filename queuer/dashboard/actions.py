@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from urllib.parse import urlencode, urlsplit
+from uuid import UUID
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -72,20 +73,29 @@ def _text(form: FormData, name: str) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-async def cancel_job(request: Request, form: FormData) -> str:
+async def _one(request: Request, act: Callable[[list[UUID]], Awaitable[int]], done: str, refused: str) -> str:
+    """A single-job action through the client's many-job form (nothing decoded, no key needed)."""
     rid = _rid(request.path_params["rid"])
-    done = await dashboard_of(request).client.cancel_jobs_async([rid])
-    if not done:
-        raise QueuerError(f"job {rid} is not queued, scheduled or running any more")
-    return f"job {rid} cancelled"
+    if not await act([rid]):
+        raise QueuerError(f"job {rid} {refused}")
+    return f"job {rid} {done}"
+
+
+async def cancel_job(request: Request, form: FormData) -> str:
+    client = dashboard_of(request).client
+    return await _one(
+        request, client.cancel_jobs_async, "cancelled", "is not queued, scheduled or running any more"
+    )
 
 
 async def readd_job(request: Request, form: FormData) -> str:
-    rid = _rid(request.path_params["rid"])
-    done = await dashboard_of(request).client.readd_jobs_from_archive_async([rid])
-    if not done:
-        raise QueuerError(f"job {rid} was not added again: not in the archive, or its unique key is held")
-    return f"job {rid} added again as a new job"
+    client = dashboard_of(request).client
+    return await _one(
+        request,
+        client.readd_jobs_from_archive_async,
+        "added again as a new job",
+        "was not added again: not in the archive, or its unique key is held",
+    )
 
 
 async def _bulk(request: Request, form: FormData, ended: bool) -> tuple[int, bool]:

@@ -37,14 +37,6 @@ class LiveFeed:
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
 
-    @property
-    def viewers(self) -> int:
-        return len(self._viewers)
-
-    @property
-    def running(self) -> bool:
-        return bool(self._tasks)
-
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[frozenset[str]]]:
         """A queue of the topics that changed, for as long as the caller stays subscribed."""
