@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -140,6 +141,17 @@ _PICK_ANY = f"""
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 """
+# Every queue, resumed where the worker's last full claim stopped (``ClaimFloor``): the same walk
+# as _PICK_ANY from a later start. A draining backlog leaves the entries of the jobs claimed
+# since the last VACUUM at the head of queuer_py_job_claim_any, and a walk from the head reads
+# them all on every claim. Only within the floor's priority: a claim that finds fewer jobs there
+# is followed by one from the head (queuer.claims.ClaimCursor).
+_PICK_ONWARD = _PICK_ANY.replace(
+    "\n    ORDER BY",
+    f"\n      AND {PRIORITY_OF} = %(after_priority)s::jsonb"
+    " AND (created_at, id) > (%(after_created_at)s::timestamp, %(after_id)s::bigint)\n    ORDER BY",
+    1,
+)
 # The worker's queues in their order of precedence, each walked on queuer_py_job_claim_queue; the
 # outer LIMIT stops before a later queue is read (or any of its rows locked) once the earlier
 # ones filled the slots.
@@ -214,7 +226,7 @@ def _cycle(*parts: str) -> str:
 
 
 # The claim of each shape of ``Claim`` (its ``shape``).
-_PICKS = {"any": _PICK_ANY, "listed": _PICK_LISTED, "merged": _PICK_MERGED}
+_PICKS = {"any": _PICK_ANY, "onward": _PICK_ONWARD, "listed": _PICK_LISTED, "merged": _PICK_MERGED}
 
 # Workflows (only when a finished job has dependents): in the statement that archives a job,
 # count down the waits of the jobs that depend on it when it SUCCEEDED and release those with
@@ -387,10 +399,19 @@ class FollowUp(NamedTuple):
     job: NewJob
 
 
+class ClaimFloor(NamedTuple):
+    """A position in queuer_py_job_claim_any: the key of the last job a claim took there."""
+
+    priority: int
+    created_at: datetime  # naive UTC, as the column holds it
+    id: int
+
+
 class Claim(NamedTuple):
     """What a cycle claims: up to ``limit`` due jobs of these tasks and next-interval functions,
     from ``queues`` in that order of precedence (None: every queue, by priority). Queues that are
-    paused are never taken from; limited ones only with ``take_limited`` (the limited claim)."""
+    paused are never taken from; limited ones only with ``take_limited`` (the limited claim).
+    ``after``: an every-queue claim starts behind that position, within its priority."""
 
     limit: int
     tasks: list[str]
@@ -398,12 +419,15 @@ class Claim(NamedTuple):
     queues: list[str] | None = None
     take_limited: bool = False
     skip_blocked: bool = False  # every queue while some are blocked: see _PICK_MERGED
+    after: ClaimFloor | None = None  # see _PICK_ONWARD
 
     @property
     def shape(self) -> str:
         if self.queues is not None:
             return "listed"
-        return "merged" if self.skip_blocked else "any"
+        if self.skip_blocked:
+            return "merged"
+        return "any" if self.after is None else "onward"
 
 
 NOTHING = Claim(0, [], [])
@@ -572,6 +596,15 @@ def cycle_params(
         "take_limited": claim.take_limited,
         "release_queues": claim.queues,
         **({"queues": claim.queues} if claim.queues is not None else {}),
+        **(
+            {
+                "after_priority": str(claim.after.priority),
+                "after_created_at": claim.after.created_at,
+                "after_id": claim.after.id,
+            }
+            if claim.after is not None and claim.shape == "onward"
+            else {}
+        ),
     }
 
 

@@ -4,9 +4,13 @@ gets a limited claim of its own, in the worker's order of precedence."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from queuer.database.job_table import Claim, ClaimFloor
 from queuer.database.queue_store import QueueSettings
+from queuer.model import Job
 
 
 class Segment(NamedTuple):
@@ -60,3 +64,45 @@ class QueuePlan:
             else:
                 segments.append(Segment([name]))
         return segments
+
+
+class ClaimCursor:
+    """Where a saturated worker's next every-queue claim resumes in queuer_py_job_claim_any.
+
+    Between two VACUUMs a draining backlog leaves the entries of every job claimed since at the
+    head of that index, and a claim that walks from the head reads all of them (the claims of a
+    million-job backlog grew several-fold between VACUUMs). After a claim that filled every free
+    slot, the next one starts behind the last job it took, within that job's priority. A job that
+    lands ahead of that position meanwhile (a higher priority, a retry, a row of a transaction
+    that began earlier) is found by the next claim from the head: one after a claim that found
+    fewer jobs than it asked for, and at least one every ``head_every`` seconds."""
+
+    def __init__(self, head_every: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
+        self._head_every = head_every
+        self._clock = clock
+        self._after: ClaimFloor | None = None
+        self._head_walked = -float("inf")
+
+    def place(self, claim: Claim) -> Claim:
+        """``claim`` resumed behind the last full claim, where that is allowed; else as it is."""
+        if claim.shape != "any" or claim.limit <= 0:
+            return claim
+        if self._after is None or self._clock() - self._head_walked >= self._head_every:
+            self._head_walked = self._clock()
+            return claim
+        return claim._replace(after=self._after)
+
+    def claimed(self, claim: Claim, jobs: Sequence[Job]) -> None:
+        """Remember where ``claim`` (as placed) stopped: behind its last job if it filled its
+        slots (a backlog is waiting), nowhere otherwise (the next claim starts at the head)."""
+        if claim.shape not in ("any", "onward") or claim.limit <= 0:
+            return
+        last = max(
+            (j for j in jobs if j.created_at is not None),
+            key=lambda j: (-j.priority, j.created_at, j.id),
+            default=None,
+        )
+        if len(jobs) < claim.limit or last is None or last.created_at is None:
+            self._after = None
+            return
+        self._after = ClaimFloor(last.priority, last.created_at.replace(tzinfo=None), last.id)

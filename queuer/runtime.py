@@ -30,7 +30,7 @@ from queuer.database.job_table import NOTHING, Claim, Finished, FollowUp, Requeu
 from queuer.database.store import Store
 from queuer.model import Job, JobStatus, OnError, PassResults, WorkerStatus
 
-from .claims import QueuePlan, Segment
+from .claims import ClaimCursor, QueuePlan, Segment
 from .hooks import Hooks
 from .loop import reraise_if_cancelled
 from .metrics import WorkerMetrics
@@ -116,6 +116,7 @@ class Runtime:
         # becoming SCHEDULED (a notification says so), the timer, a poll tick or a reconnect can.
         self._schedule_changed = True
         self.plan = QueuePlan(queues)
+        self.cursor = ClaimCursor()
         self.hooks = hooks or Hooks()
         self.metrics: WorkerMetrics | None = None  # set by Queuer.serve_metrics
         self._rate_timer: asyncio.TimerHandle | None = None
@@ -335,14 +336,16 @@ class Runtime:
             finished.append(Finished(o.job.id, o.job.attempts, o.status.value, results, encrypted, o.error))
             if new is not None:
                 follow_ups.append(FollowUp(o.job.id, new))
-        claim = self._claim(claim_limit, queues)
+        claim = self.cursor.place(self._claim(claim_limit, queues))
         flow = any(
             o.job.options is not None and o.job.options.flow is not None and o.job.options.flow.dependents
             for o in batch
         )
-        return await self.store.cycle(
+        claimed = await self.store.cycle(
             self.worker_id, self.worker_rid, finished, retried, follow_ups, claim, flow=bool(flow)
         )
+        self.cursor.claimed(claim, claimed)
+        return claimed
 
     async def _recover(self) -> None:
         """After a failed cycle: drop dead pooled connections, and put back any job the database
