@@ -152,6 +152,18 @@ _PICK_ONWARD = _PICK_ANY.replace(
     " AND (created_at, id) > (%(after_created_at)s::timestamp, %(after_id)s::bigint)\n    ORDER BY",
     1,
 )
+# One listed queue, resumed likewise on queuer_py_job_claim_queue (a worker dedicated to a queue).
+_PICK_QUEUE_ONWARD = f"""
+), picked AS (
+    SELECT id FROM {{job}}
+    WHERE {QUEUE_OF} = (%(queues)s::text[])[1] AND {_CLAIMABLE}
+      AND (%(queues)s::text[])[1] <> ALL({_BLOCKED})
+      AND {PRIORITY_OF} = %(after_priority)s::jsonb
+      AND (created_at, id) > (%(after_created_at)s::timestamp, %(after_id)s::bigint)
+    ORDER BY {PRIORITY_OF} DESC, created_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+"""
 # The worker's queues in their order of precedence, each walked on queuer_py_job_claim_queue; the
 # outer LIMIT stops before a later queue is read (or any of its rows locked) once the earlier
 # ones filled the slots.
@@ -226,7 +238,13 @@ def _cycle(*parts: str) -> str:
 
 
 # The claim of each shape of ``Claim`` (its ``shape``).
-_PICKS = {"any": _PICK_ANY, "onward": _PICK_ONWARD, "listed": _PICK_LISTED, "merged": _PICK_MERGED}
+_PICKS = {
+    "any": _PICK_ANY,
+    "onward": _PICK_ONWARD,
+    "listed": _PICK_LISTED,
+    "queue_onward": _PICK_QUEUE_ONWARD,
+    "merged": _PICK_MERGED,
+}
 
 # Workflows (only when a finished job has dependents): in the statement that archives a job,
 # count down the waits of the jobs that depend on it when it SUCCEEDED and release those with
@@ -411,7 +429,8 @@ class Claim(NamedTuple):
     """What a cycle claims: up to ``limit`` due jobs of these tasks and next-interval functions,
     from ``queues`` in that order of precedence (None: every queue, by priority). Queues that are
     paused are never taken from; limited ones only with ``take_limited`` (the limited claim).
-    ``after``: an every-queue claim starts behind that position, within its priority."""
+    ``after``: an every-queue claim, or the claim of a single listed queue, starts behind that
+    position, within its priority."""
 
     limit: int
     tasks: list[str]
@@ -419,12 +438,12 @@ class Claim(NamedTuple):
     queues: list[str] | None = None
     take_limited: bool = False
     skip_blocked: bool = False  # every queue while some are blocked: see _PICK_MERGED
-    after: ClaimFloor | None = None  # see _PICK_ONWARD
+    after: ClaimFloor | None = None  # see _PICK_ONWARD, _PICK_QUEUE_ONWARD
 
     @property
     def shape(self) -> str:
         if self.queues is not None:
-            return "listed"
+            return "queue_onward" if self.after is not None and len(self.queues) == 1 else "listed"
         if self.skip_blocked:
             return "merged"
         return "any" if self.after is None else "onward"
@@ -602,7 +621,7 @@ def cycle_params(
                 "after_created_at": claim.after.created_at,
                 "after_id": claim.after.id,
             }
-            if claim.after is not None and claim.shape == "onward"
+            if claim.after is not None and claim.shape in ("onward", "queue_onward")
             else {}
         ),
     }

@@ -67,7 +67,8 @@ class QueuePlan:
 
 
 class ClaimCursor:
-    """Where a saturated worker's next every-queue claim resumes in queuer_py_job_claim_any.
+    """Where a saturated worker's next claim resumes in the claim index it walks: that of every
+    queue, or one queue's part of the per-queue index (a worker listing one queue).
 
     Between two VACUUMs a draining backlog leaves the entries of every job claimed since at the
     head of that index, and a claim that walks from the head reads all of them (the claims of a
@@ -81,13 +82,23 @@ class ClaimCursor:
         self._head_every = head_every
         self._clock = clock
         self._after: ClaimFloor | None = None
+        self._queues: list[str] | None = None  # the claim the position belongs to
         self._head_walked = -float("inf")
+
+    @staticmethod
+    def _resumable(claim: Claim) -> bool:
+        one_queue = claim.queues is not None and len(claim.queues) == 1
+        return claim.limit > 0 and not claim.skip_blocked and (claim.queues is None or one_queue)
 
     def place(self, claim: Claim) -> Claim:
         """``claim`` resumed behind the last full claim, where that is allowed; else as it is."""
-        if claim.shape != "any" or claim.limit <= 0:
+        if not self._resumable(claim):
             return claim
-        if self._after is None or self._clock() - self._head_walked >= self._head_every:
+        if (
+            self._after is None
+            or self._queues != claim.queues
+            or self._clock() - self._head_walked >= self._head_every
+        ):
             self._head_walked = self._clock()
             return claim
         return claim._replace(after=self._after)
@@ -95,7 +106,7 @@ class ClaimCursor:
     def claimed(self, claim: Claim, jobs: Sequence[Job]) -> None:
         """Remember where ``claim`` (as placed) stopped: behind its last job if it filled its
         slots (a backlog is waiting), nowhere otherwise (the next claim starts at the head)."""
-        if claim.shape not in ("any", "onward") or claim.limit <= 0:
+        if not self._resumable(claim):
             return
         last = max(
             (j for j in jobs if j.created_at is not None),
@@ -106,3 +117,4 @@ class ClaimCursor:
             self._after = None
             return
         self._after = ClaimFloor(last.priority, last.created_at.replace(tzinfo=None), last.id)
+        self._queues = claim.queues

@@ -17,7 +17,7 @@ from queuer.model import Job, JobStatus
 from .helpers import QueuerFactory
 
 
-def _explain_claim(sql: psycopg.Connection[Any], claim: Claim) -> tuple[list[int], int]:
+def _explain_claim(sql: psycopg.Connection[Any], claim: Claim, index: str) -> tuple[list[int], int]:
     """Run ``claim`` (as the lean cycle, generic plan, rolled back): the ids it took and the
     buffers its walk of the claim index touched."""
     from queuer.database.direct import encode_param, to_positional
@@ -39,16 +39,12 @@ def _explain_claim(sql: psycopg.Connection[Any], claim: Claim) -> tuple[list[int
         taken = [r[0] for r in sql.execute("SELECT id FROM job WHERE worker_id = 1 ORDER BY id")]
         sql.execute("DEALLOCATE claim")
     assert row is not None
-    return taken, _index_buffers(row[0][0]["Plan"])
+    return taken, _index_buffers(row[0][0]["Plan"], index)
 
 
-def _index_buffers(plan: dict[str, Any]) -> int:
-    here = (
-        plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
-        if plan.get("Index Name") == "queuer_py_job_claim_any"
-        else 0
-    )
-    return here + sum(_index_buffers(child) for child in plan.get("Plans", []))
+def _index_buffers(plan: dict[str, Any], index: str) -> int:
+    here = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"] if plan.get("Index Name") == index else 0
+    return here + sum(_index_buffers(child, index) for child in plan.get("Plans", []))
 
 
 def test_a_claim_resumed_behind_the_last_job_skips_the_claimed_entries_at_the_head(
@@ -69,12 +65,24 @@ def test_a_claim_resumed_behind_the_last_job_skips_the_claimed_entries_at_the_he
         "SELECT created_at, id FROM job WHERE status = 'RUNNING' ORDER BY created_at DESC, id DESC LIMIT 1"
     ).fetchone()
     assert last is not None
-    from_head, head_buffers = _explain_claim(sql, Claim(10, ["record"], []))
-    onward, onward_buffers = _explain_claim(
-        sql, Claim(10, ["record"], [], after=ClaimFloor(0, last[0], last[1]))
-    )
-    assert len(from_head) == 10 and onward == from_head  # the same next ten jobs
-    assert onward_buffers * 10 < head_buffers, (onward_buffers, head_buffers)
+    floor = ClaimFloor(0, last[0], last[1])
+    for head, onward_claim, index in (
+        (Claim(10, ["record"], []), Claim(10, ["record"], [], after=floor), "queuer_py_job_claim_any"),
+        (
+            Claim(10, ["record"], [], ["default"]),
+            Claim(10, ["record"], [], ["default"], after=floor),
+            "queuer_py_job_claim_queue",
+        ),
+    ):
+        from_head, head_buffers = _explain_claim(sql, head, index)
+        onward, onward_buffers = _explain_claim(sql, onward_claim, index)
+        assert onward_claim.shape in ("onward", "queue_onward")
+        assert len(from_head) == 10 and onward == from_head  # the same next ten jobs
+        assert onward_buffers > 0 and onward_buffers * 10 < head_buffers, (
+            index,
+            onward_buffers,
+            head_buffers,
+        )
 
 
 def _job(id: int, priority: int = 0) -> Job:
@@ -110,9 +118,18 @@ def test_the_cursor_resumes_only_after_full_claims_and_walks_from_the_head_now_a
     assert fourth.after is not None and fourth.after.id == 9
     cursor.claimed(fourth, [_job(10)])  # fewer than asked for: the band ran out
     assert cursor.place(plain).after is None
-    # Claims of listed queues, or while some queue is blocked, always walk from the head.
-    assert cursor.place(Claim(3, ["t"], [], ["a"])).after is None
+    # Claims of several listed queues, or while some queue is blocked, always walk from the head.
+    cursor.claimed(cursor.place(plain), [_job(11), _job(12), _job(13)])
+    assert cursor.place(Claim(3, ["t"], [], ["a", "b"])).after is None
     assert cursor.place(Claim(3, ["t"], [], skip_blocked=True)).after is None
+    # A position is kept for the claim it came from: one queue's is not another's.
+    one = Claim(3, ["t"], [], ["a"])
+    assert cursor.place(one).after is None
+    cursor.claimed(one, [_job(14), _job(15), _job(16)])
+    resumed = cursor.place(one)
+    assert resumed.shape == "queue_onward" and resumed.after is not None and resumed.after.id == 16
+    assert cursor.place(Claim(3, ["t"], [], ["b"])).after is None
+    assert cursor.place(plain).after is None
 
 
 def test_a_higher_priority_job_added_during_a_backlog_is_taken_before_the_backlog_ends(
