@@ -1,0 +1,66 @@
+"""Jobs scheduled far ahead beside a drain: does every claim walk past them?
+
+    python benchmarks/scheduled_head.py [--scheduled 10000] [--jobs 20000]
+
+Two drains of ``--jobs`` no-op jobs by one worker process, in the same run: one with nothing else
+in ``job``, one after ``--scheduled`` jobs due tomorrow were written first (older than every job of
+the drain, so at the head of the claim index, which holds QUEUED and SCHEDULED rows alike). Rates
+come from the worker's own start times. Results are appended to benchmarks/history.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from common import machine, noop_producer, record, scratch_database
+from run import Worker, prepare
+
+from queuer import BatchJob, Options, Schedule
+
+
+def drain(jobs: int, scheduled: int) -> dict[str, Any]:
+    with scratch_database() as (url, config):
+        prepare("queuer", url)
+        producer = noop_producer(config)
+        later = Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(days=1)))
+        for start in range(0, scheduled, 10_000):
+            producer.add_jobs(
+                [BatchJob("noop", options=later) for _ in range(min(10_000, scheduled - start))]
+            )
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE job")
+            worker = Worker("queuer", url)
+            producer.add_jobs([BatchJob("noop") for _ in range(jobs)])
+            while (row := conn.execute("SELECT count(*) FROM job_archive").fetchone()) and row[0] < jobs:
+                time.sleep(0.05)
+            starts = sorted(worker.stop().values())
+        producer.stop()
+    return {
+        "jobs": jobs,
+        "scheduled_ahead": scheduled,
+        "ran": len(starts),
+        "jobs_per_s": round((len(starts) - 1) / (starts[-1] - starts[0])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scheduled", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine": machine()}
+    results["plain"] = drain(args.jobs, 0)
+    print("plain:", results["plain"], flush=True)
+    results["beside_scheduled"] = drain(args.jobs, args.scheduled)
+    print("beside scheduled:", results["beside_scheduled"], flush=True)
+    results["ratio"] = round(results["beside_scheduled"]["jobs_per_s"] / results["plain"]["jobs_per_s"], 3)
+    print(f"beside {args.scheduled} scheduled jobs: {results['ratio']:.1%} of the plain drain")
+    record("scheduled_head", results)
+
+
+if __name__ == "__main__":
+    main()
