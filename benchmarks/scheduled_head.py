@@ -4,13 +4,15 @@
 
 Two drains of ``--jobs`` no-op jobs by one worker process, in the same run: one with nothing else
 in ``job``, one after ``--scheduled`` jobs due tomorrow were written first (older than every job of
-the drain, so at the head of the claim index, which holds QUEUED and SCHEDULED rows alike). Rates
-come from the worker's own start times. Results are appended to benchmarks/history.jsonl.
+the drain). Rates come from the worker's own start times. Then the same for pickup latency: 200
+single jobs 20 ms apart to an idle worker (from ``add_job``'s return to the task's start), without
+and beside the scheduled jobs. Results are appended to benchmarks/history.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,15 +24,41 @@ from run import Worker, prepare
 from queuer import BatchJob, Options, Schedule
 
 
+def _schedule_ahead(producer: Any, scheduled: int) -> None:
+    later = Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(days=1)))
+    for start in range(0, scheduled, 10_000):
+        producer.add_jobs([BatchJob("noop", options=later) for _ in range(min(10_000, scheduled - start))])
+
+
+def pickup(scheduled: int, count: int = 200, gap: float = 0.02) -> dict[str, Any]:
+    with scratch_database() as (url, config):
+        prepare("queuer", url)
+        producer = noop_producer(config)
+        _schedule_ahead(producer, scheduled)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE job")
+        worker = Worker("queuer", url)
+        sent: dict[str, float] = {}
+        for _ in range(count):
+            sent[str(producer.add_job("noop").rid)] = time.monotonic()
+            time.sleep(gap)
+        time.sleep(1.0)
+        starts = worker.stop()
+        producer.stop()
+    latencies = sorted((starts[k] - v) * 1000 for k, v in sent.items() if k in starts)
+    return {
+        "scheduled_ahead": scheduled,
+        "started": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
+    }
+
+
 def drain(jobs: int, scheduled: int) -> dict[str, Any]:
     with scratch_database() as (url, config):
         prepare("queuer", url)
         producer = noop_producer(config)
-        later = Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(days=1)))
-        for start in range(0, scheduled, 10_000):
-            producer.add_jobs(
-                [BatchJob("noop", options=later) for _ in range(min(10_000, scheduled - start))]
-            )
+        _schedule_ahead(producer, scheduled)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE job")
             worker = Worker("queuer", url)
@@ -59,6 +87,9 @@ def main() -> None:
     print("beside scheduled:", results["beside_scheduled"], flush=True)
     results["ratio"] = round(results["beside_scheduled"]["jobs_per_s"] / results["plain"]["jobs_per_s"], 3)
     print(f"beside {args.scheduled} scheduled jobs: {results['ratio']:.1%} of the plain drain")
+    results["pickup_plain"] = pickup(0)
+    results["pickup_beside_scheduled"] = pickup(args.scheduled)
+    print("pickup:", results["pickup_plain"], results["pickup_beside_scheduled"], flush=True)
     record("scheduled_head", results)
 
 

@@ -31,6 +31,10 @@ QUEUE_OF = f"COALESCE({_OWN} ->> 'queue', 'default')"
 PRIORITY_OF = f"COALESCE({_OWN} -> 'priority', '0'::jsonb)"
 UNIQUE_KEY_OF = f"({_OWN} ->> 'unique_key')"
 EXPIRES_AT_OF = f"({_OWN} ->> 'expires_at')"
+# When a job became (or becomes) claimable: its scheduled time while SCHEDULED, else its creation.
+# The claim indexes order each priority by it, so scheduled jobs not yet due sit behind every job
+# a claim can take, and the claim's bound on it stops the walk before them.
+READY_AT = "(CASE WHEN status = 'SCHEDULED' THEN scheduled_at ELSE created_at END)"
 # Now as the fixed-width text ``expiry_text`` writes, to compare with EXPIRES_AT_OF.
 NOW_EXPIRY_TEXT = f"""to_char({NOW_UTC}, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 

@@ -24,6 +24,7 @@ from .fragments import (
     NOW_UTC,
     PRIORITY_OF,
     QUEUE_OF,
+    READY_AT,
     UNIQUE_KEY_OF,
     archive_move,
     cancel_doomed,
@@ -38,6 +39,9 @@ _CLAIM_COLS = ", ".join(
     for c in JOB_COLUMNS
     if c not in ("results", "results_encrypted", "error", "updated_at")
 )
+# Beside each claimed row: its key in the claim's order (the priority as jsonb text, READY_AT),
+# where a later claim may resume (``ClaimFloor``). NULL for jobs a workflow step released.
+_CLAIM_KEY_COLS = "picked.priority::text AS claim_priority, picked.ready_at AS claim_ready_at"
 
 # Parameters named as NewJob's fields (``NewJob._asdict()``), for psycopg and the direct path alike.
 _INSERT_INTO = """
@@ -120,9 +124,10 @@ _INSERT_ROWS = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\nRETURNING rid\n"
 _INSERT_ROWS_RETURNING = f"{_INSERT_INTO}{_JSON_ROWS}\nORDER BY f.ord\nRETURNING rid, id, created_at\n"
 _SELECT_BY_KEYS = f"SELECT {UNIQUE_KEY_OF} AS unique_key, {_COLS} FROM {{job}} WHERE {UNIQUE_KEY_OF} = ANY(%(keys)s::text[])"
 
-# Which jobs a worker may claim (§5.3), as a WHERE on ``job``: due, one of its tasks and
-# next-interval functions.
-_CLAIMABLE = f"""(status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_at <= {NOW_UTC}))
+# Which jobs a worker may claim (§5.3), as a WHERE on ``job``: due (QUEUED, or SCHEDULED with its
+# time come: READY_AT, which the claim indexes hold, so that the walk stops before the jobs not yet
+# due instead of reading each of their rows), one of its tasks and next-interval functions.
+_CLAIMABLE = f"""status IN ('QUEUED', 'SCHEDULED') AND {READY_AT} <= {NOW_UTC}
       AND task_name = ANY(%(tasks)s::text[])
       AND (COALESCE(options -> 'schedule' ->> 'next_interval', '') = ''
            OR options -> 'schedule' ->> 'next_interval' = ANY(%(intervals)s::text[]))"""
@@ -131,49 +136,50 @@ _CLAIMABLE = f"""(status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_at <=
 # %(take_limited)s (that claim itself). Fleet-wide state, so a pause holds from its commit on.
 _BLOCKED = """ARRAY(SELECT name::text FROM {queue_table}
                   WHERE paused OR (NOT %(take_limited)s AND (concurrency IS NOT NULL OR rate IS NOT NULL)))"""
-# Every queue: highest priority first, then creation order, on queuer_py_job_claim_any.
+# The order of every claim: highest priority first, then the job that became ready first. Each
+# pick returns, beside the id, the claimed job's key in it (for ``ClaimFloor``).
+_ORDER = f"{PRIORITY_OF} DESC, {READY_AT}, id"
+_KEY = f"{PRIORITY_OF} AS priority, {READY_AT} AS ready_at"
+# Every queue, on queuer_py_job_ready_any.
 _PICK_ANY = f"""
 ), picked AS (
-    SELECT id FROM {{job}}
+    SELECT id, {_KEY} FROM {{job}}
     WHERE {_CLAIMABLE}
       AND {QUEUE_OF} <> ALL({_BLOCKED})
-    ORDER BY {PRIORITY_OF} DESC, created_at, id
+    ORDER BY {_ORDER}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 """
-# Every queue, resumed where the worker's last full claim stopped (``ClaimFloor``): the same walk
-# as _PICK_ANY from a later start. A draining backlog leaves the entries of the jobs claimed
-# since the last VACUUM at the head of queuer_py_job_claim_any, and a walk from the head reads
-# them all on every claim. Only within the floor's priority: a claim that finds fewer jobs there
-# is followed by one from the head (queuer.claims.ClaimCursor).
-_PICK_ONWARD = _PICK_ANY.replace(
-    "\n    ORDER BY",
-    f"\n      AND {PRIORITY_OF} = %(after_priority)s::jsonb"
-    " AND (created_at, id) > (%(after_created_at)s::timestamp, %(after_id)s::bigint)\n    ORDER BY",
-    1,
-)
-# One listed queue, resumed likewise on queuer_py_job_claim_queue (a worker dedicated to a queue).
+# Where a claim resumes (``ClaimFloor``): behind the last job of the worker's last full claim,
+# within its priority. A draining backlog leaves the entries of the jobs claimed since the last
+# VACUUM at the head of the claim index, and a walk from the head reads them all on every claim;
+# a claim that finds fewer jobs than asked for is followed by one from the head
+# (queuer.claims.ClaimCursor).
+_AFTER = f"""
+      AND {PRIORITY_OF} = %(after_priority)s::jsonb
+      AND ({READY_AT}, id) > (%(after_ready_at)s::timestamp, %(after_id)s::bigint)"""
+# Every queue, resumed.
+_PICK_ONWARD = _PICK_ANY.replace("\n    ORDER BY", f"{_AFTER}\n    ORDER BY", 1)
+# One listed queue, resumed, on queuer_py_job_ready_queue (a worker dedicated to a queue).
 _PICK_QUEUE_ONWARD = f"""
 ), picked AS (
-    SELECT id FROM {{job}}
+    SELECT id, {_KEY} FROM {{job}}
     WHERE {QUEUE_OF} = (%(queues)s::text[])[1] AND {_CLAIMABLE}
-      AND (%(queues)s::text[])[1] <> ALL({_BLOCKED})
-      AND {PRIORITY_OF} = %(after_priority)s::jsonb
-      AND (created_at, id) > (%(after_created_at)s::timestamp, %(after_id)s::bigint)
-    ORDER BY {PRIORITY_OF} DESC, created_at, id
+      AND (%(queues)s::text[])[1] <> ALL({_BLOCKED}){_AFTER}
+    ORDER BY {_ORDER}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 """
-# The worker's queues in their order of precedence, each walked on queuer_py_job_claim_queue; the
+# The worker's queues in their order of precedence, each walked on queuer_py_job_ready_queue; the
 # outer LIMIT stops before a later queue is read (or any of its rows locked) once the earlier
 # ones filled the slots.
 _PICK_LISTED = f"""
 ), picked AS (
-    SELECT c.id FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    SELECT c.id, c.priority, c.ready_at FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
     CROSS JOIN LATERAL (
-        SELECT id FROM {{job}}
+        SELECT id, {_KEY} FROM {{job}}
         WHERE {QUEUE_OF} = q.name AND {_CLAIMABLE}
-        ORDER BY {PRIORITY_OF} DESC, created_at, id
+        ORDER BY {_ORDER}
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) AS c
@@ -181,10 +187,10 @@ _PICK_LISTED = f"""
     LIMIT %(limit)s
 """
 # Every queue by priority while some queue is paused or limited: the blocked queue's jobs may sit
-# at the head of queuer_py_job_claim_any (a paused backlog), and walking past them would cost a
+# at the head of queuer_py_job_ready_any (a paused backlog), and walking past them would cost a
 # claim more with every job they hold. Instead the queues that hold jobs are found by a skip scan
-# of queuer_py_job_claim_queue (one descent per queue), the blocked ones dropped, each other one
-# walked for its first %(limit)s jobs, and those merged by priority and age.
+# of queuer_py_job_ready_queue (one descent per queue), the blocked ones dropped, each other one
+# walked for its first %(limit)s jobs, and those merged by priority and readiness.
 _NAMES = f"""
 ), names AS (
     SELECT min({QUEUE_OF}) AS name FROM {{job}} WHERE status IN ('QUEUED', 'SCHEDULED')
@@ -193,16 +199,16 @@ _NAMES = f"""
     FROM names AS n WHERE n.name IS NOT NULL
 """
 _PICK_MERGED = f"""{_NAMES}), picked AS (
-    SELECT c.id FROM names AS q
+    SELECT c.id, c.priority, c.ready_at FROM names AS q
     CROSS JOIN LATERAL (
-        SELECT id, {PRIORITY_OF} AS priority, created_at FROM {{job}}
+        SELECT id, {_KEY} FROM {{job}}
         WHERE {QUEUE_OF} = q.name AND {_CLAIMABLE}
-        ORDER BY {PRIORITY_OF} DESC, created_at, id
+        ORDER BY {_ORDER}
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) AS c
     WHERE q.name IS NOT NULL AND q.name <> ALL({_BLOCKED})
-    ORDER BY c.priority DESC, c.created_at, c.id
+    ORDER BY c.priority DESC, c.ready_at, c.id
     LIMIT %(limit)s
 """
 _CLAIM = f"""
@@ -212,7 +218,7 @@ SET worker_id = %(worker_id)s, worker_rid = %(worker_rid)s, status = 'RUNNING',
     started_at = {NOW_UTC}, schedule_count = j.schedule_count + 1, attempts = j.attempts + 1,
     updated_at = {NOW_UTC}
 FROM picked WHERE j.id = picked.id
-RETURNING {_CLAIM_COLS}
+RETURNING {_CLAIM_COLS}, {_CLAIM_KEY_COLS}
 """
 
 
@@ -220,7 +226,10 @@ RETURNING {_CLAIM_COLS}
 # count against its free slots).
 _CLAIM_FLOW = (
     _CLAIM.replace("\n)\nUPDATE", "\n), claimed AS (\nUPDATE", 1) + "UNION ALL SELECT * FROM flow_taken\n"
-).replace(f"RETURNING {_CLAIM_COLS}\n", f"RETURNING {_CLAIM_COLS}\n)\nSELECT * FROM claimed\n")
+).replace(
+    f"RETURNING {_CLAIM_COLS}, {_CLAIM_KEY_COLS}\n",
+    f"RETURNING {_CLAIM_COLS}, {_CLAIM_KEY_COLS}\n)\nSELECT * FROM claimed\n",
+)
 
 
 def _cycle(*parts: str) -> str:
@@ -280,7 +289,8 @@ _CYCLE_FLOW = f"""
     FROM flow_ready AS r WHERE j.id = r.id AND {HELD_J}
     RETURNING r.mine, {_CLAIM_COLS}
 ), flow_taken AS (
-    SELECT {", ".join(c.split(" AS ")[-1].removeprefix("j.") for c in _CLAIM_COLS.split(", "))}
+    SELECT {", ".join(c.split(" AS ")[-1].removeprefix("j.") for c in _CLAIM_COLS.split(", "))},
+           NULL::text AS claim_priority, NULL::timestamp AS claim_ready_at
     FROM flow_released WHERE mine
 ), doomed AS (
     SELECT d.job_rid AS rid, e.rid AS cause, e.status AS cause_status
@@ -418,11 +428,32 @@ class FollowUp(NamedTuple):
 
 
 class ClaimFloor(NamedTuple):
-    """A position in queuer_py_job_claim_any: the key of the last job a claim took there."""
+    """A position in a claim index: the key of the last job a claim took there."""
 
-    priority: int
-    created_at: datetime  # naive UTC, as the column holds it
+    priority: str  # as jsonb text
+    ready_at: datetime  # naive UTC, as the columns hold it
     id: int
+
+    @classmethod
+    def last_of(cls, rows: Sequence[dict[str, Any]]) -> ClaimFloor | None:
+        """The key of the last of these claimed rows in the claim's order (None: none has one)."""
+        keyed = [
+            r for r in rows if r.get("claim_priority") is not None and r.get("claim_ready_at") is not None
+        ]
+        if not keyed:
+            return None
+        last = max(keyed, key=lambda r: (-_number(r["claim_priority"]), r["claim_ready_at"], r["id"]))
+        return cls(last["claim_priority"], last["claim_ready_at"], last["id"])
+
+
+def _number(priority: str) -> float:
+    """A jsonb priority's value for ordering (jsonb orders numbers by value; anything else a
+    program other than queuer wrote there counts as 0: a floor then only resumes too early)."""
+    try:
+        value = json.loads(priority)
+    except ValueError:
+        return 0.0
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 class Claim(NamedTuple):
@@ -617,8 +648,8 @@ def cycle_params(
         **({"queues": claim.queues} if claim.queues is not None else {}),
         **(
             {
-                "after_priority": str(claim.after.priority),
-                "after_created_at": claim.after.created_at,
+                "after_priority": claim.after.priority,
+                "after_ready_at": claim.after.ready_at,
                 "after_id": claim.after.id,
             }
             if claim.after is not None and claim.shape in ("onward", "queue_onward")

@@ -13,7 +13,7 @@ from queuer.sql import load
 
 from .config import DatabaseConfiguration
 from .connect_errors import describe
-from .fragments import EXPIRES_AT_OF, PRIORITY_OF, QUEUE_OF, UNIQUE_KEY_OF
+from .fragments import EXPIRES_AT_OF, PRIORITY_OF, QUEUE_OF, READY_AT, UNIQUE_KEY_OF
 from .maintenance import apply_storage
 
 log = logging.getLogger("queuer.schema")
@@ -47,6 +47,7 @@ def _queues_sql() -> sql.Composed:
     return sql.SQL(load("queues_v1")).format(  # type: ignore[arg-type,unused-ignore]
         queue=sql.SQL(QUEUE_OF),  # type: ignore[arg-type,unused-ignore]
         priority=sql.SQL(PRIORITY_OF),  # type: ignore[arg-type,unused-ignore]
+        ready_at=sql.SQL(READY_AT),  # type: ignore[arg-type,unused-ignore]
         unique_key=sql.SQL(UNIQUE_KEY_OF),  # type: ignore[arg-type,unused-ignore]
         expires_at=sql.SQL(EXPIRES_AT_OF),  # type: ignore[arg-type,unused-ignore]
     )

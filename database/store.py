@@ -40,6 +40,7 @@ from .connect_errors import connection_lost
 from .direct import DirectConnection, DirectStatement, fetch_blocking, forget_prepared, prepared_names
 from .job_table import (
     Claim,
+    ClaimFloor,
     Finished,
     FollowUp,
     JobTable,
@@ -78,6 +79,13 @@ CYCLE_SETTINGS = (
 
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+class Claimed(list[Job]):
+    """The jobs a cycle claimed, and where in the claim index the last of them sat (``floor``:
+    where the next claim may resume, ``queuer.claims.ClaimCursor``)."""
+
+    floor: ClaimFloor | None = None
 
 
 Refresh = Literal["always", "many_changes", "outgrown"]
@@ -350,7 +358,7 @@ class Store:
         follow_ups: Sequence[FollowUp],
         claim: Claim,
         flow: bool = False,
-    ) -> list[Job]:
+    ) -> Claimed:
         """One worker cycle as one statement (one round trip, one commit): archive the finished
         jobs, requeue the retried, insert next occurrences of recurring jobs, and claim new ones
         as ``claim`` says, which it returns. ``flow``: some finished job has dependents, whose
@@ -384,8 +392,9 @@ class Store:
         except BaseException:  # an error, or cancelled mid-statement: its state is unknown
             await self._release_cycle_connection()
             raise
-        claimed = [self._claimed_job(r) for r in rows]
+        claimed = Claimed(self._claimed_job(r) for r in rows)
         claimed.sort(key=lambda j: (j.created_at or _EARLIEST, j.id))
+        claimed.floor = ClaimFloor.last_of(rows)
         return claimed
 
     def _claimed_job(self, row: dict[str, Any]) -> Job:
@@ -410,7 +419,7 @@ class Store:
         execution cost more than executing it, and grew as a draining queue left dead index
         entries behind. A generic plan is kept until the table is analyzed again, and one made
         while the queue was small would walk the whole table and sort it: without sorts, the
-        claim can only walk ``queuer_py_job_claim`` in order, whatever the table's size and
+        claim can only walk its claim index in order, whatever the table's size and
         statistics. Only this connection: the operators' filtered listings want plans for their
         parameters. Keep the cycle statement free of sorts: with ``enable_sort`` off, a plan that
         must sort carries the planner's disable cost, crosses ``jit_above_cost``, and would be

@@ -5,12 +5,11 @@ gets a limited claim of its own, in the worker's order of precedence."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import NamedTuple
 
 from queuer.database.job_table import Claim, ClaimFloor
 from queuer.database.queue_store import QueueSettings
-from queuer.model import Job
 
 
 class Segment(NamedTuple):
@@ -103,18 +102,14 @@ class ClaimCursor:
             return claim
         return claim._replace(after=self._after)
 
-    def claimed(self, claim: Claim, jobs: Sequence[Job]) -> None:
-        """Remember where ``claim`` (as placed) stopped: behind its last job if it filled its
-        slots (a backlog is waiting), nowhere otherwise (the next claim starts at the head)."""
+    def claimed(self, claim: Claim, count: int, last: ClaimFloor | None) -> None:
+        """Remember where ``claim`` (as placed) stopped: behind ``last``, the key of the last of
+        the ``count`` jobs it took, if it filled its slots (a backlog is waiting); nowhere
+        otherwise (the next claim starts at the head)."""
         if not self._resumable(claim):
             return
-        last = max(
-            (j for j in jobs if j.created_at is not None),
-            key=lambda j: (-j.priority, j.created_at, j.id),
-            default=None,
-        )
-        if len(jobs) < claim.limit or last is None or last.created_at is None:
+        if count < claim.limit or last is None:
             self._after = None
             return
-        self._after = ClaimFloor(last.priority, last.created_at.replace(tzinfo=None), last.id)
+        self._after = last
         self._queues = claim.queues

@@ -344,7 +344,7 @@ class Runtime:
         claimed = await self.store.cycle(
             self.worker_id, self.worker_rid, finished, retried, follow_ups, claim, flow=bool(flow)
         )
-        self.cursor.claimed(claim, claimed)
+        self.cursor.claimed(claim, len(claimed), claimed.floor)
         return claimed
 
     async def _recover(self) -> None:

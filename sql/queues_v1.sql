@@ -1,15 +1,18 @@
 -- Queues, priorities and flow control: Python's own objects (Go ignores them, docs/go-interop.md).
--- {queue}, {priority}, {unique_key} and {expires_at} are the expressions of database/fragments.py
+-- {queue}, {priority}, {ready_at}, {unique_key} and {expires_at} are the expressions of database/fragments.py
 -- on job.options.metadata.queuer_py, filled in by the installer so that indexes and queries agree.
 
 -- The claim walks one of these in order, whatever the backlog: every queue by priority, or one
--- queue by priority (a worker's list of queues is walked queue by queue). They replace the
--- creation-order index of earlier versions.
+-- queue by priority (a worker's list of queues is walked queue by queue); within a priority by
+-- when the job became ready (READY_AT), so scheduled jobs not yet due (far ahead, or held by a workflow) come after every
+-- job a claim can take. They replace the creation-order indexes of earlier versions.
 DROP INDEX IF EXISTS queuer_py_job_claim;
-CREATE INDEX IF NOT EXISTS queuer_py_job_claim_any
-    ON job (({priority}) DESC, created_at, id) WHERE status IN ('QUEUED', 'SCHEDULED');
-CREATE INDEX IF NOT EXISTS queuer_py_job_claim_queue
-    ON job (({queue}), ({priority}) DESC, created_at, id) WHERE status IN ('QUEUED', 'SCHEDULED');
+DROP INDEX IF EXISTS queuer_py_job_claim_any;
+DROP INDEX IF EXISTS queuer_py_job_claim_queue;
+CREATE INDEX IF NOT EXISTS queuer_py_job_ready_any
+    ON job (({priority}) DESC, ({ready_at}), id) WHERE status IN ('QUEUED', 'SCHEDULED');
+CREATE INDEX IF NOT EXISTS queuer_py_job_ready_queue
+    ON job (({queue}), ({priority}) DESC, ({ready_at}), id) WHERE status IN ('QUEUED', 'SCHEDULED');
 
 -- Every row of job is queued, scheduled or running: a key is unique among live jobs, and free
 -- again once its job is archived.

@@ -12,7 +12,6 @@ import queuer
 from queuer import BatchJob, Options
 from queuer.claims import ClaimCursor
 from queuer.database.job_table import Claim, ClaimFloor
-from queuer.model import Job, JobStatus
 
 from .helpers import QueuerFactory
 
@@ -65,13 +64,13 @@ def test_a_claim_resumed_behind_the_last_job_skips_the_claimed_entries_at_the_he
         "SELECT created_at, id FROM job WHERE status = 'RUNNING' ORDER BY created_at DESC, id DESC LIMIT 1"
     ).fetchone()
     assert last is not None
-    floor = ClaimFloor(0, last[0], last[1])
+    floor = ClaimFloor("0", last[0], last[1])
     for head, onward_claim, index in (
-        (Claim(10, ["record"], []), Claim(10, ["record"], [], after=floor), "queuer_py_job_claim_any"),
+        (Claim(10, ["record"], []), Claim(10, ["record"], [], after=floor), "queuer_py_job_ready_any"),
         (
             Claim(10, ["record"], [], ["default"]),
             Claim(10, ["record"], [], ["default"], after=floor),
-            "queuer_py_job_claim_queue",
+            "queuer_py_job_ready_queue",
         ),
     ):
         from_head, head_buffers = _explain_claim(sql, head, index)
@@ -85,49 +84,59 @@ def test_a_claim_resumed_behind_the_last_job_skips_the_claimed_entries_at_the_he
         )
 
 
-def _job(id: int, priority: int = 0) -> Job:
-    from datetime import UTC, datetime, timedelta
+def _row(id: int, priority: int | None = 0, minute: int = 0) -> dict[str, Any]:
+    from datetime import datetime
 
-    return Job(
-        id=id,
-        rid=uuid.uuid4(),
-        task_name="t",
-        status=JobStatus.RUNNING,
-        options=Options(priority=priority),
-        created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=id),
+    return {
+        "id": id,
+        "claim_priority": None if priority is None else str(priority),
+        "claim_ready_at": datetime(2026, 1, 1, 12, minute),
+    }
+
+
+def test_the_floor_is_the_last_claimed_job_in_the_claims_order() -> None:
+    # The lowest priority, then the latest to become ready, then the highest id.
+    assert ClaimFloor.last_of([_row(3, 2, 9), _row(1, 0, 5), _row(2, 0, 5)]) == ClaimFloor(
+        "0", _row(0, 0, 5)["claim_ready_at"], 2
     )
+    assert ClaimFloor.last_of([_row(4, 1, 0), _row(5, 0, 0), _row(6, 0, 1)]).id == 6  # type: ignore[union-attr]
+    # Jobs a workflow step released carry no key; with nothing else there is no floor.
+    assert ClaimFloor.last_of([_row(7, None)]) is None
+    assert ClaimFloor.last_of([]) is None
 
 
 def test_the_cursor_resumes_only_after_full_claims_and_walks_from_the_head_now_and_then() -> None:
     now = [0.0]
     cursor = ClaimCursor(head_every=0.25, clock=lambda: now[0])
     plain = Claim(3, ["t"], [])
+
+    def floor(id: int) -> ClaimFloor:
+        return ClaimFloor("0", _row(id)["claim_ready_at"], id)
+
     first = cursor.place(plain)
     assert first.after is None  # nothing claimed yet: from the head
-    cursor.claimed(first, [_job(3), _job(1, priority=2), _job(2)])
+    cursor.claimed(first, 3, floor(3))
     second = cursor.place(plain)
-    # Behind the last job in the index's order: the lowest priority, then the newest.
-    assert second.shape == "onward" and second.after is not None
-    assert (second.after.priority, second.after.id) == (0, 3) and second.after.created_at.tzinfo is None
-    cursor.claimed(second, [_job(4), _job(5), _job(6)])
+    assert second.shape == "onward" and second.after == floor(3)
+    cursor.claimed(second, 3, floor(6))
     now[0] = 0.3  # a quarter of a second since the last walk from the head: another one
     third = cursor.place(plain)
     assert third.after is None
-    cursor.claimed(third, [_job(7), _job(8), _job(9)])
+    cursor.claimed(third, 3, floor(9))
     fourth = cursor.place(plain)
-    assert fourth.after is not None and fourth.after.id == 9
-    cursor.claimed(fourth, [_job(10)])  # fewer than asked for: the band ran out
+    assert fourth.after == floor(9)
+    cursor.claimed(fourth, 1, floor(10))  # fewer than asked for: the priority's jobs ran out
     assert cursor.place(plain).after is None
     # Claims of several listed queues, or while some queue is blocked, always walk from the head.
-    cursor.claimed(cursor.place(plain), [_job(11), _job(12), _job(13)])
+    cursor.claimed(cursor.place(plain), 3, floor(13))
     assert cursor.place(Claim(3, ["t"], [], ["a", "b"])).after is None
     assert cursor.place(Claim(3, ["t"], [], skip_blocked=True)).after is None
     # A position is kept for the claim it came from: one queue's is not another's.
     one = Claim(3, ["t"], [], ["a"])
     assert cursor.place(one).after is None
-    cursor.claimed(one, [_job(14), _job(15), _job(16)])
+    cursor.claimed(one, 3, floor(16))
     resumed = cursor.place(one)
-    assert resumed.shape == "queue_onward" and resumed.after is not None and resumed.after.id == 16
+    assert resumed.shape == "queue_onward" and resumed.after == floor(16)
     assert cursor.place(Claim(3, ["t"], [], ["b"])).after is None
     assert cursor.place(plain).after is None
 

@@ -164,8 +164,8 @@ def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.C
         ("master", "idx_master_worker_rid"),
     }
     ours = {
-        ("job", "queuer_py_job_claim_any"),
-        ("job", "queuer_py_job_claim_queue"),
+        ("job", "queuer_py_job_ready_any"),
+        ("job", "queuer_py_job_ready_queue"),
         ("job", "queuer_py_job_unique"),
         ("job", "queuer_py_job_expires"),
         ("job_archive", "queuer_py_job_archive_rid"),

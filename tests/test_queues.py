@@ -286,6 +286,25 @@ def _job_rows_read(plan: dict[str, Any]) -> tuple[int, list[str]]:
     return rows, kinds
 
 
+def test_a_scheduled_job_takes_its_place_in_the_queue_when_it_comes_due(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
+    from queuer import Schedule
+
+    seen: list[str] = []
+    q = make_queuer("ready-order", 1)
+    _recorder(q, seen)
+    due = datetime.now(UTC) + timedelta(milliseconds=500)
+    q.add_job_with_options(Options(schedule=Schedule(start=due)), "record", "scheduled")
+    q.add_job("record", "before")
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.2)
+    q.add_job("record", "after")
+    q.start(master=False)
+    eventually(lambda: len(seen) == 3, what="three jobs")
+    # In the order they became claimable: the scheduled one at its time, not at its creation.
+    assert seen == ["before", "scheduled", "after"]
+
+
 def test_each_claim_walks_an_index_and_reads_few_rows_whatever_the_backlog(
     make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
 ) -> None:
@@ -295,7 +314,15 @@ def test_each_claim_walks_an_index_and_reads_few_rows_whatever_the_backlog(
 
     q = make_queuer("plans", 1)
     _recorder(q, [])
+    from queuer import Schedule
+
+    tomorrow = Schedule(start=datetime.now(UTC) + timedelta(days=1))
     q.add_jobs([BatchJob("record", [i], options=Options(queue="bulk")) for i in range(5000)])
+    # Jobs scheduled ahead, written before every job a claim can take: not read either.
+    for queue in ("mail", "bulk"):
+        q.add_jobs(
+            [BatchJob("record", [i], options=Options(queue=queue, schedule=tomorrow)) for i in range(3000)]
+        )
     q.add_jobs([BatchJob("record", [i], options=Options(queue="mail", priority=i % 3)) for i in range(1000)])
     q.pause_queue("bulk")  # its backlog sits at the head of the every-queue index
     sql.execute("ANALYZE job")
@@ -320,17 +347,17 @@ def test_each_claim_walks_an_index_and_reads_few_rows_whatever_the_backlog(
         return rows, kinds, claimed[0] if claimed else 0
 
     for claim, index in (
-        (Claim(10, ["record"], [], ["bulk", "mail"]), "queuer_py_job_claim_queue"),
-        (Claim(10, ["record"], [], None, skip_blocked=True), "queuer_py_job_claim_queue"),
+        (Claim(10, ["record"], [], ["bulk", "mail"]), "queuer_py_job_ready_queue"),
+        (Claim(10, ["record"], [], None, skip_blocked=True), "queuer_py_job_ready_queue"),
     ):
         rows, kinds, claimed = explain(claim)
         assert claimed == 10, claim  # ten mail jobs: the paused backlog is skipped
         assert not any(k.startswith("Seq Scan") for k in kinds), kinds
         assert any(index in k for k in kinds), kinds
-        assert rows < 100, (claim, rows, kinds)  # not the 5,000 paused jobs
+        assert rows < 100, (claim, rows, kinds)  # not the 5,000 paused jobs, nor the 6,000 ahead
     q.resume_queue("bulk")
     rows, kinds, claimed = explain(Claim(10, ["record"], [], None))
-    assert claimed == 10 and rows < 100 and any("queuer_py_job_claim_any" in k for k in kinds), kinds
+    assert claimed == 10 and rows < 100 and any("queuer_py_job_ready_any" in k for k in kinds), kinds
 
 
 def test_a_recurring_unique_job_hands_its_key_to_its_next_occurrence(
