@@ -113,11 +113,11 @@ def pending(conn: psycopg.Connection[Any], system: str) -> bool:
     return conn.execute(f"SELECT 1 FROM {table} ORDER BY id LIMIT 1").fetchone() is not None
 
 
-def prepare(system: str, url: str) -> None:
+def prepare(system: str, url: str, python: str = sys.executable) -> None:
+    """Install the system's schema; for queuer with ``python``'s install (an A/B's base installs
+    the indexes its own claim walks)."""
     if system == "queuer":
-        subprocess.run(
-            [sys.executable, "-m", "queuer", "init", "--dsn", url], check=True, capture_output=True
-        )
+        subprocess.run([python, "-m", "queuer", "init", "--dsn", url], check=True, capture_output=True)
     else:
         subprocess.run([str(PGQ_PYTHON), str(HERE / "pgqueuer_side.py"), "install", url], check=True)
 
@@ -161,7 +161,7 @@ def drain(
     """Time ``n`` jobs from the enqueue's commit until ``job`` is empty. ``env``: for the worker
     processes (queuer_side.py's settings); ``enqueue_jobs``: another way to write the jobs."""
     with scratch_database() as (url, config):
-        prepare(system, url)
+        prepare(system, url, python)
         workers = [Worker(system, url, python=python, env=env) for _ in range(processes)]
         with psycopg.connect(url, autocommit=True) as conn:
             # The workers' sessions (the enqueue's comes and goes); all idle until the commit.
