@@ -4,7 +4,7 @@
 
 Each PYTHON is an interpreter with a (non-editable) install of the version to measure, e.g. a
 virtualenv made with ``pip install`` of a ``git worktree`` of the old commit; the workers of
-run.py's drain run ``queuer_side.py`` under it (the producer uses this checkout's queuer). Per
+run.py's drain run ``queuer_side.py`` under it, and so does the enqueue (a version's own schema). Per
 round and version: jobs/s and worker CPU per 1,000 jobs for one and two processes, the steal share
 of each drain, and the round's two-to-one ratio; medians at the end. Results are appended
 to benchmarks/history.jsonl.
@@ -18,7 +18,7 @@ import statistics
 from typing import Any
 
 from common import cpu_probe_ms, machine, record
-from run import drain
+from run import drain, enqueue_with
 
 
 def main() -> None:
@@ -35,8 +35,10 @@ def main() -> None:
         probe = cpu_probe_ms()
         order = list(versions) if round_no % 2 == 0 else list(versions)[::-1]
         for version in order:
-            one = drain("queuer", 1, args.jobs, python=versions[version])
-            two = drain("queuer", 2, args.jobs, python=versions[version])
+            # Each version installs its schema and writes its jobs itself (its own claim indexes).
+            mine = enqueue_with(versions[version])
+            one = drain("queuer", 1, args.jobs, python=versions[version], enqueue_jobs=mine)
+            two = drain("queuer", 2, args.jobs, python=versions[version], enqueue_jobs=mine)
             ratio = round(two["jobs_per_s"] / one["jobs_per_s"], 2)
             rounds[version].append({"cpu_probe_ms": probe, "one": one, "two": two, "ratio": ratio})
             print(f"round {round_no + 1} {version}", json.dumps(rounds[version][-1]), flush=True)

@@ -16,37 +16,20 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import subprocess
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from common import machine, noop_producer, record, scratch_database
-from run import Worker, drain, prepare
+from run import Worker, drain, enqueue_with, prepare
 
 from queuer import BatchJob, DatabaseConfiguration, Options
 
 QUEUES = ("critical", "default", "low")
 HERE = Path(__file__).resolve().parent
-
-
-def enqueue_with(python: str) -> Callable[[str, DatabaseConfiguration, int], float]:
-    """Enqueue with another install's queuer, so that its schema is the one its worker expects."""
-
-    def enqueue(url: str, config: DatabaseConfiguration, n: int) -> float:
-        out = subprocess.run(
-            [python, str(HERE / "queuer_side.py"), "enqueue", url, str(n)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return float(out.stdout.strip().splitlines()[-1])
-
-    return enqueue
 
 
 def enqueue_spread(url: str, config: DatabaseConfiguration, n: int) -> float:

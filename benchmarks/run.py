@@ -137,6 +137,21 @@ def enqueue_queuer(config: DatabaseConfiguration, n: int, tasks: Sequence[str] =
     return committed
 
 
+def enqueue_with(python: str) -> Callable[[str, DatabaseConfiguration, int], float]:
+    """Enqueue with another install's queuer, so that its schema is the one its worker expects."""
+
+    def enqueue(url: str, config: DatabaseConfiguration, n: int) -> float:
+        out = subprocess.run(
+            [python, str(HERE / "queuer_side.py"), "enqueue", url, str(n)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return float(out.stdout.strip().splitlines()[-1])
+
+    return enqueue
+
+
 def enqueue(system: str, url: str, config: DatabaseConfiguration, n: int) -> float:
     """Enqueue ``n`` jobs in one batch; the monotonic time of the commit."""
     if system == "queuer":
