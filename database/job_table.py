@@ -589,11 +589,13 @@ class JobTable:
             cols=sql.SQL(", ").join(sql.Identifier(c) for c in COPY_COLUMNS),
         )
         # Seconds until the earliest SCHEDULED job this worker could run (server clock; NULL: none).
+        # The earliest scheduled job a worker can run, on queuer_py_job_due (no row: none).
         self.next_due = compose(
-            f"SELECT EXTRACT(EPOCH FROM (min(scheduled_at) - {NOW_UTC}))::float8 AS seconds FROM {{job}} "
-            "WHERE status = 'SCHEDULED' AND task_name = ANY(%(tasks)s::text[]) "
+            f"SELECT EXTRACT(EPOCH FROM (scheduled_at - {NOW_UTC}))::float8 AS seconds FROM {{job}} "
+            "WHERE status = 'SCHEDULED' AND scheduled_at IS NOT NULL AND task_name = ANY(%(tasks)s::text[]) "
             "AND (COALESCE(options -> 'schedule' ->> 'next_interval', '') = '' "
-            "     OR options -> 'schedule' ->> 'next_interval' = ANY(%(intervals)s::text[]))"
+            "     OR options -> 'schedule' ->> 'next_interval' = ANY(%(intervals)s::text[])) "
+            "ORDER BY scheduled_at LIMIT 1"
         )
         # Fresh statistics keep the claim on its index after a big batch (stale ones make the
         # planner think the table is tiny and sort the whole queue on every claim).

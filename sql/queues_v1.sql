@@ -14,6 +14,10 @@ CREATE INDEX IF NOT EXISTS queuer_py_job_ready_any
 CREATE INDEX IF NOT EXISTS queuer_py_job_ready_queue
     ON job (({queue}), ({priority}) DESC, ({ready_at}), id) WHERE status IN ('QUEUED', 'SCHEDULED');
 
+-- Scheduled jobs by due time: a worker's wait for the next one it can run reads the first few
+-- entries, not every scheduled row (a scheduled job's notification asks again).
+CREATE INDEX IF NOT EXISTS queuer_py_job_due ON job (scheduled_at) WHERE status = 'SCHEDULED';
+
 -- Every row of job is queued, scheduled or running: a key is unique among live jobs, and free
 -- again once its job is archived.
 CREATE UNIQUE INDEX IF NOT EXISTS queuer_py_job_unique ON job (({unique_key})) WHERE {unique_key} IS NOT NULL;

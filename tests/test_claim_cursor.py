@@ -165,3 +165,39 @@ def test_a_higher_priority_job_added_during_a_backlog_is_taken_before_the_backlo
     assert seen.wait(30), "the urgent job never ran"
     assert len(started) < 19_000, "taken only at the end of the backlog"
     _ = queuer
+
+
+def test_the_wait_for_the_next_scheduled_job_reads_few_rows_however_many_are_scheduled(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from queuer import Schedule
+    from queuer.database.job_table import JobTable
+
+    q = make_queuer("next-due", 1)
+
+    async def record(*_: Any) -> None: ...
+
+    q.add_task_with_name(record, "record")
+    q.add_task_with_name(record, "other")
+    tomorrow = Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(days=1)))
+    q.add_jobs([BatchJob("record", [i], options=tomorrow) for i in range(3000)])
+    q.add_job_with_options(
+        Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(hours=1))), "record", 0
+    )
+    q.add_job_with_options(
+        Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(minutes=1))), "other", 0
+    )
+    sql.execute("ANALYZE job")
+    text = JobTable("public").next_due
+    params = {"tasks": ["record"], "intervals": []}
+    row = sql.execute(text, params).fetchone()
+    assert row is not None and 3500 < row[0] <= 3600  # the hour, not the other task's minute
+    plan = sql.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params).fetchone()
+    assert plan is not None
+    node = plan[0][0]["Plan"]
+    while node.get("Relation Name") != "job":
+        node = node["Plans"][0]
+    assert node.get("Index Name") == "queuer_py_job_due", node["Node Type"]
+    assert node["Actual Rows"] + node.get("Rows Removed by Filter", 0) < 10

@@ -166,6 +166,7 @@ def test_catalog_matches_the_contract(make_queuer: QueuerFactory, sql: psycopg.C
     ours = {
         ("job", "queuer_py_job_ready_any"),
         ("job", "queuer_py_job_ready_queue"),
+        ("job", "queuer_py_job_due"),
         ("job", "queuer_py_job_unique"),
         ("job", "queuer_py_job_expires"),
         ("job_archive", "queuer_py_job_archive_rid"),
