@@ -201,3 +201,24 @@ def test_the_wait_for_the_next_scheduled_job_reads_few_rows_however_many_are_sch
         node = node["Plans"][0]
     assert node.get("Index Name") == "queuer_py_job_due", node["Node Type"]
     assert node["Actual Rows"] + node.get("Rows Removed by Filter", 0) < 10
+
+
+def test_installing_over_an_earlier_version_replaces_its_claim_indexes(
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any], db_config: queuer.DatabaseConfiguration
+) -> None:
+    import asyncio
+
+    from queuer.database import install_schema
+
+    make_queuer("upgrade", 1)
+    # The creation-order claim indexes of earlier versions.
+    sql.execute("DROP INDEX queuer_py_job_ready_any")
+    sql.execute(
+        "CREATE INDEX queuer_py_job_claim_any ON job (created_at, id) WHERE status IN ('QUEUED', 'SCHEDULED')"
+    )
+    sql.execute("CREATE INDEX queuer_py_job_claim_queue ON job (id) WHERE status IN ('QUEUED', 'SCHEDULED')")
+    actions = asyncio.run(install_schema(db_config))
+    assert isinstance(actions, list)
+    names = {r[0] for r in sql.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'job'")}
+    assert {"queuer_py_job_ready_any", "queuer_py_job_ready_queue", "queuer_py_job_due"} <= names
+    assert not names & {"queuer_py_job_claim_any", "queuer_py_job_claim_queue"}
