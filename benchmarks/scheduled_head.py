@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,19 +26,27 @@ from run import Worker, prepare
 from queuer import BatchJob, Options, Schedule
 
 
-def _schedule_ahead(producer: Any, scheduled: int) -> None:
-    later = Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(days=1)))
-    for start in range(0, scheduled, 10_000):
-        producer.add_jobs([BatchJob("noop", options=later) for _ in range(min(10_000, scheduled - start))])
-
-
-def pickup(scheduled: int, count: int = 200, gap: float = 0.02) -> dict[str, Any]:
+@contextmanager
+def _beside_scheduled(scheduled: int) -> Iterator[tuple[str, Any]]:
+    """A fresh database holding ``scheduled`` jobs due tomorrow, analyzed: (url, a producer)."""
     with scratch_database() as (url, config):
         prepare("queuer", url)
         producer = noop_producer(config)
-        _schedule_ahead(producer, scheduled)
+        later = Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(days=1)))
+        for start in range(0, scheduled, 10_000):
+            producer.add_jobs(
+                [BatchJob("noop", options=later) for _ in range(min(10_000, scheduled - start))]
+            )
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE job")
+        try:
+            yield url, producer
+        finally:
+            producer.stop()
+
+
+def pickup(scheduled: int, count: int = 200, gap: float = 0.02) -> dict[str, Any]:
+    with _beside_scheduled(scheduled) as (url, producer):
         worker = Worker("queuer", url)
         sent: dict[str, float] = {}
         for _ in range(count):
@@ -44,7 +54,6 @@ def pickup(scheduled: int, count: int = 200, gap: float = 0.02) -> dict[str, Any
             time.sleep(gap)
         time.sleep(1.0)
         starts = worker.stop()
-        producer.stop()
     latencies = sorted((starts[k] - v) * 1000 for k, v in sent.items() if k in starts)
     return {
         "scheduled_ahead": scheduled,
@@ -55,18 +64,12 @@ def pickup(scheduled: int, count: int = 200, gap: float = 0.02) -> dict[str, Any
 
 
 def drain(jobs: int, scheduled: int) -> dict[str, Any]:
-    with scratch_database() as (url, config):
-        prepare("queuer", url)
-        producer = noop_producer(config)
-        _schedule_ahead(producer, scheduled)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ANALYZE job")
-            worker = Worker("queuer", url)
-            producer.add_jobs([BatchJob("noop") for _ in range(jobs)])
-            while (row := conn.execute("SELECT count(*) FROM job_archive").fetchone()) and row[0] < jobs:
-                time.sleep(0.05)
-            starts = sorted(worker.stop().values())
-        producer.stop()
+    with _beside_scheduled(scheduled) as (url, producer), psycopg.connect(url, autocommit=True) as conn:
+        worker = Worker("queuer", url)
+        producer.add_jobs([BatchJob("noop") for _ in range(jobs)])
+        while (row := conn.execute("SELECT count(*) FROM job_archive").fetchone()) and row[0] < jobs:
+            time.sleep(0.05)
+        starts = sorted(worker.stop().values())
     return {
         "jobs": jobs,
         "scheduled_ahead": scheduled,
