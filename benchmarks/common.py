@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -150,6 +151,18 @@ def per_job(seconds: float | None, jobs: int, unit: float) -> float | None:
     """``seconds`` per job in ``unit`` seconds (1e-6: us per job; 1e-3: seconds per 1,000 jobs);
     None stays None."""
     return None if seconds is None else round(seconds / jobs / unit, 3)
+
+
+def pickup_latency(sent: dict[str, float], starts: dict[str, float]) -> dict[str, Any]:
+    """From each job's enqueue (``sent``: rid to monotonic time) to its start (``starts``): how many
+    started, and p50, p99 and the longest, in milliseconds."""
+    lat = sorted((starts[k] - v) * 1000 for k, v in sent.items() if k in starts)
+    return {
+        "started": len(lat),
+        "p50_ms": round(statistics.median(lat), 2),
+        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
+        "max_ms": round(lat[-1], 2),
+    }
 
 
 def machine() -> dict[str, Any]:

@@ -36,6 +36,7 @@ from common import (
     cpu_ticks,
     machine,
     per_job,
+    pickup_latency,
     record,
     scratch_database,
     tick_share_pct,
@@ -233,14 +234,7 @@ def latency(system: str, count: int, gap: float) -> dict[str, Any]:
             os.unlink(path)
         time.sleep(0.5)  # the last job's start
         starts = worker.stop()
-    lat = sorted((starts[k] - v) * 1000 for k, v in sent.items() if k in starts)
-    return {
-        "jobs": count,
-        "started": len(lat),
-        "p50_ms": round(statistics.median(lat), 2),
-        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
-        "max_ms": round(lat[-1], 2),
-    }
+    return {"jobs": count, **pickup_latency(sent, starts)}
 
 
 def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ and beside the scheduled jobs. Results are appended to benchmarks/history.jsonl.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from common import machine, noop_producer, record, scratch_database
+from common import machine, noop_producer, pickup_latency, record, scratch_database
 from run import Worker, prepare
 
 from queuer import BatchJob, Options, Schedule
@@ -54,13 +53,7 @@ def pickup(scheduled: int, count: int = 200, gap: float = 0.02) -> dict[str, Any
             time.sleep(gap)
         time.sleep(1.0)
         starts = worker.stop()
-    latencies = sorted((starts[k] - v) * 1000 for k, v in sent.items() if k in starts)
-    return {
-        "scheduled_ahead": scheduled,
-        "started": len(latencies),
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
-    }
+    return {"scheduled_ahead": scheduled, **pickup_latency(sent, starts)}
 
 
 def drain(jobs: int, scheduled: int) -> dict[str, Any]:

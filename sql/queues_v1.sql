@@ -4,8 +4,9 @@
 
 -- The claim walks one of these in order, whatever the backlog: every queue by priority, or one
 -- queue by priority (a worker's list of queues is walked queue by queue); within a priority by
--- when the job became ready (READY_AT), so scheduled jobs not yet due (far ahead, or held by a workflow) come after every
--- job a claim can take. They replace the creation-order indexes of earlier versions.
+-- when the job became ready (READY_AT), so scheduled jobs not yet due (far ahead, or held by a
+-- workflow) come after every job a claim can take. They replace the creation-order indexes of
+-- earlier versions.
 DROP INDEX IF EXISTS queuer_py_job_claim;
 DROP INDEX IF EXISTS queuer_py_job_claim_any;
 DROP INDEX IF EXISTS queuer_py_job_claim_queue;

@@ -139,3 +139,30 @@ def run_python(database_url: str, *args: str, timeout: float = 90) -> subprocess
 def echo(text: str) -> str:
     """A task that returns its argument (registered as ``echo``)."""
     return text
+
+
+def explain_claim(sql: psycopg.Connection[Any], claim: Any) -> tuple[dict[str, Any], list[int]]:
+    """Run ``claim`` (a ``Claim``) as the lean cycle of worker 1 would, under the cycle's session
+    settings (generic plan), inside a transaction rolled back: the executed plan's root node (with
+    buffers) and the ids it claimed."""
+    import uuid
+
+    from queuer.database.direct import encode_param, to_positional
+    from queuer.database.job_table import JobTable, cycle_params
+    from queuer.database.store import CYCLE_SETTINGS
+
+    text, names = to_positional(JobTable("public").cycle["lean", claim.shape])
+    params = cycle_params(1, uuid.uuid4(), [], [], [], claim)
+    literal = ", ".join(
+        "NULL" if v is None else "'" + v.decode().replace("'", "''") + "'"
+        for v in (encode_param(params[n]) for n in names)
+    )
+    with sql.transaction(force_rollback=True):
+        for name, value in CYCLE_SETTINGS:
+            sql.execute(f"SET LOCAL {name} = {value}")
+        sql.execute(f"PREPARE claim AS {text}")
+        row = sql.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim({literal})").fetchone()
+        taken = [r[0] for r in sql.execute("SELECT id FROM job WHERE worker_id = 1 ORDER BY id")]
+        sql.execute("DEALLOCATE claim")
+    assert row is not None
+    return row[0][0]["Plan"], taken

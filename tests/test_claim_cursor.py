@@ -3,42 +3,30 @@ the entries that the jobs claimed since the last VACUUM left at the head of the 
 
 from __future__ import annotations
 
-import uuid
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
-import queuer
-from queuer import BatchJob, Options
+from queuer import BatchJob, DatabaseConfiguration, Options, Queuer, Schedule
 from queuer.claims import ClaimCursor
-from queuer.database.job_table import Claim, ClaimFloor
+from queuer.database import install_schema
+from queuer.database.job_table import Claim, ClaimFloor, JobTable
 
-from .helpers import QueuerFactory
+from .helpers import QueuerFactory, eventually, explain_claim
 
 
-def _explain_claim(sql: psycopg.Connection[Any], claim: Claim, index: str) -> tuple[list[int], int]:
-    """Run ``claim`` (as the lean cycle, generic plan, rolled back): the ids it took and the
-    buffers its walk of the claim index touched."""
-    from queuer.database.direct import encode_param, to_positional
-    from queuer.database.job_table import JobTable, cycle_params
-    from queuer.database.store import CYCLE_SETTINGS
+def _noop_worker(make_queuer: QueuerFactory, name: str, slots: int = 1, *tasks: str) -> Queuer:
+    """A queuer whose tasks (``record`` unless named) do nothing."""
+    q = make_queuer(name, slots)
 
-    text, names = to_positional(JobTable("public").cycle["lean", claim.shape])
-    params = cycle_params(1, uuid.uuid4(), [], [], [], claim)
-    literal = ", ".join(
-        "NULL" if v is None else "'" + v.decode().replace("'", "''") + "'"
-        for v in (encode_param(params[n]) for n in names)
-    )
-    with sql.transaction(force_rollback=True):
-        for name, value in CYCLE_SETTINGS:
-            sql.execute(f"SET LOCAL {name} = {value}")
-        sql.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        sql.execute(f"PREPARE claim AS {text}")
-        row = sql.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim({literal})").fetchone()
-        taken = [r[0] for r in sql.execute("SELECT id FROM job WHERE worker_id = 1 ORDER BY id")]
-        sql.execute("DEALLOCATE claim")
-    assert row is not None
-    return taken, _index_buffers(row[0][0]["Plan"], index)
+    async def noop(*_: Any) -> None: ...
+
+    for task in tasks or ("record",):
+        q.add_task_with_name(noop, task)
+    return q
 
 
 def _index_buffers(plan: dict[str, Any], index: str) -> int:
@@ -49,11 +37,7 @@ def _index_buffers(plan: dict[str, Any], index: str) -> int:
 def test_a_claim_resumed_behind_the_last_job_skips_the_claimed_entries_at_the_head(
     make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
 ) -> None:
-    q = make_queuer("onward", 1)
-
-    async def record(*_: Any) -> None: ...
-
-    q.add_task_with_name(record, "record")
+    q = _noop_worker(make_queuer, "onward")
     q.add_jobs([BatchJob("record", [i]) for i in range(40_000)])
     # 30,000 of them claimed since the last VACUUM: their entries stay at the head of the index.
     sql.execute(
@@ -73,8 +57,9 @@ def test_a_claim_resumed_behind_the_last_job_skips_the_claimed_entries_at_the_he
             "queuer_py_job_ready_queue",
         ),
     ):
-        from_head, head_buffers = _explain_claim(sql, head, index)
-        onward, onward_buffers = _explain_claim(sql, onward_claim, index)
+        head_plan, from_head = explain_claim(sql, head)
+        onward_plan, onward = explain_claim(sql, onward_claim)
+        head_buffers, onward_buffers = _index_buffers(head_plan, index), _index_buffers(onward_plan, index)
         assert onward_claim.shape in ("onward", "queue_onward")
         assert len(from_head) == 10 and onward == from_head  # the same next ten jobs
         assert onward_buffers > 0 and onward_buffers * 10 < head_buffers, (
@@ -85,8 +70,6 @@ def test_a_claim_resumed_behind_the_last_job_skips_the_claimed_entries_at_the_he
 
 
 def _row(id: int, priority: int | None = 0, minute: int = 0) -> dict[str, Any]:
-    from datetime import datetime
-
     return {
         "id": id,
         "claim_priority": None if priority is None else str(priority),
@@ -142,10 +125,8 @@ def test_the_cursor_resumes_only_after_full_claims_and_walks_from_the_head_now_a
 
 
 def test_a_higher_priority_job_added_during_a_backlog_is_taken_before_the_backlog_ends(
-    make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
+    make_queuer: QueuerFactory,
 ) -> None:
-    import threading
-
     started: list[int] = []
     seen = threading.Event()
     q = make_queuer("onward-priority", 4)
@@ -158,29 +139,16 @@ def test_a_higher_priority_job_added_during_a_backlog_is_taken_before_the_backlo
     q.add_task_with_name(record, "record")
     q.add_jobs([BatchJob("record", [i]) for i in range(20_000)])
     q.start(master=False)
-    from .helpers import eventually
-
     eventually(lambda: len(started) > 500, what="the drain under way")
     q.add_job_with_options(Options(priority=5), "record", -1)
     assert seen.wait(30), "the urgent job never ran"
     assert len(started) < 19_000, "taken only at the end of the backlog"
-    _ = queuer
 
 
 def test_the_wait_for_the_next_scheduled_job_reads_few_rows_however_many_are_scheduled(
     make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
 ) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from queuer import Schedule
-    from queuer.database.job_table import JobTable
-
-    q = make_queuer("next-due", 1)
-
-    async def record(*_: Any) -> None: ...
-
-    q.add_task_with_name(record, "record")
-    q.add_task_with_name(record, "other")
+    q = _noop_worker(make_queuer, "next-due", 1, "record", "other")
     tomorrow = Options(schedule=Schedule(start=datetime.now(UTC) + timedelta(days=1)))
     q.add_jobs([BatchJob("record", [i], options=tomorrow) for i in range(3000)])
     q.add_job_with_options(
@@ -204,12 +172,8 @@ def test_the_wait_for_the_next_scheduled_job_reads_few_rows_however_many_are_sch
 
 
 def test_installing_over_an_earlier_version_replaces_its_claim_indexes(
-    make_queuer: QueuerFactory, sql: psycopg.Connection[Any], db_config: queuer.DatabaseConfiguration
+    make_queuer: QueuerFactory, sql: psycopg.Connection[Any], db_config: DatabaseConfiguration
 ) -> None:
-    import asyncio
-
-    from queuer.database import install_schema
-
     make_queuer("upgrade", 1)
     # The creation-order claim indexes of earlier versions.
     sql.execute("DROP INDEX queuer_py_job_ready_any")

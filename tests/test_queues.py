@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 import queuer
 from queuer import BatchJob, DatabaseConfiguration, JobStatus, Options, ValidationError
 
-from .helpers import FAST_MASTER, QueuerFactory, count, eventually, run_python
+from .helpers import FAST_MASTER, QueuerFactory, count, eventually, explain_claim, run_python
 
 DONE = "SELECT count(*) FROM job_archive WHERE status = 'SUCCEEDED'"
 
@@ -308,9 +307,7 @@ def test_a_scheduled_job_takes_its_place_in_the_queue_when_it_comes_due(
 def test_each_claim_walks_an_index_and_reads_few_rows_whatever_the_backlog(
     make_queuer: QueuerFactory, sql: psycopg.Connection[Any]
 ) -> None:
-    from queuer.database.direct import encode_param, to_positional
-    from queuer.database.job_table import Claim, JobTable, cycle_params
-    from queuer.database.store import CYCLE_SETTINGS
+    from queuer.database.job_table import Claim
 
     q = make_queuer("plans", 1)
     _recorder(q, [])
@@ -326,25 +323,11 @@ def test_each_claim_walks_an_index_and_reads_few_rows_whatever_the_backlog(
     q.add_jobs([BatchJob("record", [i], options=Options(queue="mail", priority=i % 3)) for i in range(1000)])
     q.pause_queue("bulk")  # its backlog sits at the head of the every-queue index
     sql.execute("ANALYZE job")
-    for name, value in CYCLE_SETTINGS:
-        sql.execute(f"SET {name} = {value}")
-    table = JobTable("public")
 
     def explain(claim: Claim) -> tuple[int, list[str], int]:
-        text, names = to_positional(table.cycle["lean", claim.shape])
-        params = cycle_params(1, uuid.uuid4(), [], [], [], claim)
-        values = [encode_param(params[n]) for n in names]
-        literal = ", ".join(
-            "NULL" if v is None else "'" + v.decode().replace("'", "''") + "'" for v in values
-        )
-        with sql.transaction(force_rollback=True):
-            sql.execute(f"PREPARE claim AS {text}")
-            plan = sql.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim({literal})").fetchone()
-            assert plan is not None
-            claimed = sql.execute("SELECT count(*) FROM job WHERE status = 'RUNNING'").fetchone()
-            sql.execute("DEALLOCATE claim")
-        rows, kinds = _job_rows_read(plan[0][0]["Plan"])
-        return rows, kinds, claimed[0] if claimed else 0
+        plan, taken = explain_claim(sql, claim)
+        rows, kinds = _job_rows_read(plan)
+        return rows, kinds, len(taken)
 
     for claim, index in (
         (Claim(10, ["record"], [], ["bulk", "mail"]), "queuer_py_job_ready_queue"),
